@@ -1,0 +1,7 @@
+"""The adapter zoo: every level of SPEC §3, its losses and its checkpoints.
+
+Importing this package is cheap and torch-free; the modules that define networks
+(`adapters.base`, `adapters.bottleneck`, `adapters.attention`, `adapters.losses`,
+`adapters.checkpoint`) import torch themselves. `adapters.registry` reads adapters.toml
+without torch, so the TUI can use it.
+"""

@@ -1,0 +1,51 @@
+"""The contract every adapter level follows, so the trainer calls all levels the same way."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+CONSUMES = ("drafter", "verifier", "both")
+
+
+class Adapter(nn.Module):
+    """Maps drafter (EventGPT) hidden states into the verifier (Video-LLaVA) space.
+
+    Subclasses implement `adapt(source, mask)` for one input stream, or override `forward`
+    when they consume both streams.
+
+    Class attributes:
+        default_consumes: which stream the level reads: "drafter", "verifier" or "both".
+            `vlm_only=True` turns a drafter-reading level into a verifier-reading one (B1).
+        predicts_next: whether the level is trained with the dual loss (also predicts the
+            verifier state of the next position).
+    """
+
+    default_consumes: ClassVar[str] = "drafter"
+    predicts_next: ClassVar[bool] = False
+
+    def __init__(self, hidden_dim: int, *, vlm_only: bool = False) -> None:
+        super().__init__()
+        if vlm_only and self.default_consumes != "drafter":
+            raise ValueError(f"{type(self).__name__} cannot be trained vlm_only")
+        self.hidden_dim = hidden_dim
+        self.vlm_only = vlm_only
+        self.consumes = "verifier" if vlm_only else self.default_consumes
+
+    def forward(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """Predict verifier states [B, S, H] from the streams this level consumes.
+
+        Args:
+            egpt: drafter states [B, S, H] (may be None when the level reads only the verifier).
+            vl: verifier states [B, S, H] (may be None when the level reads only the drafter).
+            mask: bool [B, S], True at valid (non-padded) positions.
+        """
+        source = vl if self.consumes == "verifier" else egpt
+        if source is None:
+            raise ValueError(f"{type(self).__name__} needs {self.consumes} states")
+        return self.adapt(source, mask)
+
+    def adapt(self, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError

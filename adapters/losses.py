@@ -1,0 +1,40 @@
+"""Masked losses of SPEC §3. Padding never contributes: values are selected with the mask
+before any arithmetic, so even NaN at a padded position cannot leak in."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the valid positions (and every hidden unit)."""
+    return F.mse_loss(pred[mask], target[mask])
+
+
+def token_cosine(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity per position, [B, S]."""
+    return F.cosine_similarity(pred, target, dim=-1)
+
+
+def masked_cosine(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity over the valid positions."""
+    return F.cosine_similarity(pred[mask], target[mask], dim=-1).mean()
+
+
+def alignment_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE + 0.5 · (1 − masked mean cosine)."""
+    return masked_mse(pred, target, mask) + 0.5 * (1.0 - masked_cosine(pred, target, mask))
+
+
+def dual_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """0.5 · alignment + 0.5 · MSE(pred[:, :-1], target[:, 1:]) (next-state prediction),
+    masked by the shifted target's validity."""
+    next_mask = mask[:, 1:]
+    next_term = masked_mse(pred[:, :-1], target[:, 1:], next_mask) if next_mask.any() else pred.sum() * 0.0
+    return 0.5 * alignment_loss(pred, target, mask) + 0.5 * next_term
+
+
+def level_loss(predicts_next: bool, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The training loss of a level: dual for levels that predict the next state."""
+    return dual_loss(pred, target, mask) if predicts_next else alignment_loss(pred, target, mask)

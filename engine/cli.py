@@ -1,0 +1,37 @@
+"""`adapter-engine`: the headless engine's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from adapters.errors import UserInputError
+from engine.commands import levels
+
+SUBCOMMANDS = (levels,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adapter-engine",
+        description="Train, queue, inspect and evaluate hidden-state adapters (headless).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserInputError as exc:
+        print(f"adapter-engine {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `adapter-engine runs | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The zoo: parameter counts, forward/backward, masking, inputs consumed, checkpoints."""
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from adapters.checkpoint import load_adapter, safe_load, save_adapter
+from adapters.errors import CheckpointError
+from adapters.losses import alignment_loss, dual_loss, level_loss
+from adapters.registry import build_adapter, count_parameters, load_registry
+
+SPEC_COUNTS = {
+    "L1": 2_113_537, "L2": 6_324_227, "L3": 16_797_698, "L4": 100_714_497,
+    "L5": 102_819_841, "B1": 102_819_841, "L5F": 169_936_897,
+}
+H = 64
+
+
+def small(registry, key):
+    torch.manual_seed(0)
+    overrides = {"num_heads": 4, "ffn_dim": 128, "bottleneck_dim": 16, "max_seq_len": 32}
+    return build_adapter(registry.level(key), H, overrides)
+
+
+def batch(seed=0, batch_size=3, seq=7):
+    g = torch.Generator().manual_seed(seed)
+    egpt = torch.randn(batch_size, seq, H, generator=g)
+    vl = torch.randn(batch_size, seq, H, generator=g)
+    lens = torch.tensor([seq, 4, 1])[:batch_size]
+    mask = torch.arange(seq)[None, :] < lens[:, None]
+    return egpt, vl, mask
+
+
+@pytest.mark.parametrize("key", SPEC_COUNTS)
+def test_parameter_count_at_4096_matches_spec(registry, key):
+    count = count_parameters(registry.level(key), 4096)
+    assert abs(count - SPEC_COUNTS[key]) / SPEC_COUNTS[key] <= 0.005
+    assert count == SPEC_COUNTS[key]
+
+
+def test_counting_allocates_nothing(registry):
+    model = build_adapter(registry.level("L5F"), 4096, device="meta")
+    assert all(p.device.type == "meta" for p in model.parameters())
+
+
+@pytest.mark.parametrize("key", list(SPEC_COUNTS) + ["L4-2L"])
+def test_forward_backward_every_level(tmp_path, key):
+    config = tmp_path / "adapters.toml"
+    config.write_text(Path("adapters.toml").read_text() if Path("adapters.toml").exists() else
+                      (Path(__file__).parent.parent / "adapters.toml").read_text())
+    config.write_text(config.read_text() + '\n[levels.L4-2L]\nclass = "AttentionAdapter"\nnum_layers = 2\nnum_heads = 4\n')
+    reg = load_registry(config)
+    model = small(reg, key)
+    egpt, vl, mask = batch()
+    pred = model(egpt, vl, mask)
+    assert pred.shape == vl.shape
+    loss = level_loss(model.predicts_next, pred, vl, mask)
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    if key == "L4-2L":
+        assert len(model.layers) == 2
+
+
+@pytest.mark.parametrize("key", SPEC_COUNTS)
+def test_padding_changes_neither_loss_nor_gradients(registry, key):
+    model = small(registry, key).eval()
+    egpt, vl, mask = batch()
+
+    def loss_and_grads(egpt, vl):
+        model.zero_grad()
+        loss = level_loss(model.predicts_next, model(egpt, vl, mask), vl, mask)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    base_loss, base_grads = loss_and_grads(egpt, vl)
+    noisy = ~mask[..., None]
+    egpt2 = torch.where(noisy, torch.randn_like(egpt) * 100, egpt)
+    vl2 = torch.where(noisy, torch.randn_like(vl) * 100, vl)
+    loss2, grads2 = loss_and_grads(egpt2, vl2)
+    torch.testing.assert_close(loss2, base_loss)
+    for g1, g2 in zip(base_grads, grads2):
+        torch.testing.assert_close(g1, g2)
+
+
+def test_losses_ignore_nan_at_padding():
+    _, vl, mask = batch()
+    pred = vl.clone() + 0.1
+    pred[~mask] = float("nan")
+    assert torch.isfinite(alignment_loss(pred, vl, mask))
+    assert torch.isfinite(dual_loss(pred, vl, mask))
+
+
+def test_alignment_loss_value():
+    pred = torch.tensor([[[1.0, 0.0], [5.0, 5.0]]])
+    target = torch.tensor([[[0.0, 1.0], [9.0, 9.0]]])
+    mask = torch.tensor([[True, False]])
+    # MSE over the valid token = (1 + 1) / 2 = 1; cosine = 0 -> 1 + 0.5 * 1
+    assert alignment_loss(pred, target, mask).item() == pytest.approx(1.5)
+
+
+def test_b1_reads_only_verifier_states(registry):
+    model = small(registry, "B1").eval()
+    egpt, vl, mask = batch()
+    out = model(egpt, vl, mask)
+    torch.testing.assert_close(model(torch.randn_like(egpt), vl, mask), out)
+    torch.testing.assert_close(model(None, vl, mask), out)
+    assert model.consumes == "verifier"
+
+
+def test_l5_reads_only_drafter_states(registry):
+    model = small(registry, "L5").eval()
+    egpt, vl, mask = batch()
+    torch.testing.assert_close(model(egpt, torch.randn_like(vl), mask), model(egpt, vl, mask))
+
+
+def test_l5f_gate_gets_gradient_from_both_inputs(registry):
+    model = small(registry, "L5F")
+    egpt, vl, mask = batch()
+    egpt.requires_grad_(True)
+    vl_in = vl.clone().requires_grad_(True)
+    loss = level_loss(True, model(egpt, vl_in, mask), vl, mask)
+    loss.backward()
+    assert model.gate.weight.grad is not None
+    half = H
+    assert model.gate.weight.grad[:, :half].abs().sum() > 0
+    assert model.gate.weight.grad[:, half:].abs().sum() > 0
+    assert egpt.grad.abs().sum() > 0 and vl_in.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("key", SPEC_COUNTS)
+def test_checkpoint_round_trip(tmp_path, registry, key):
+    model = small(registry, key).eval()
+    path = tmp_path / f"{key}.pt"
+    save_adapter(model, path, epoch=3)
+    loaded, payload = load_adapter(path)
+    egpt, vl, mask = batch()
+    torch.testing.assert_close(loaded(egpt, vl, mask), model(egpt, vl, mask), rtol=0, atol=0)
+    assert payload["epoch"] == 3 and payload["level"] == key
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_user_defined_level_checkpoint_rebuilds_without_toml(tmp_path):
+    config = tmp_path / "adapters.toml"
+    config.write_text('[levels.Mine]\nclass = "AttentionAdapter"\nnum_layers = 3\nnum_heads = 2\nffn_dim = 32\n')
+    model = build_adapter(load_registry(config).level("Mine"), H)
+    save_adapter(model, tmp_path / "m.pt")
+    config.unlink()
+    loaded, _ = load_adapter(tmp_path / "m.pt")
+    assert len(loaded.layers) == 3 and loaded.level_key == "Mine"
+
+
+class Sneaky:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickled_object_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"egpt_hidden": torch.zeros(1), "payload": Sneaky()}, path)
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        safe_load(path)
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        load_adapter(path)
+
+
+def test_garbage_file_is_refused(tmp_path):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(pickle.dumps([1, 2]) + b"junk")
+    with pytest.raises(CheckpointError):
+        safe_load(path)
