@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from adapters.errors import UserInputError
-from engine.commands import levels
+from engine.commands import data, levels, synth, train
 
-SUBCOMMANDS = (levels,)
+SUBCOMMANDS = (levels, data, synth, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

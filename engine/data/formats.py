@@ -1,0 +1,174 @@
+"""Readers for the formats of SPEC §4: a chunked directory (index.json + chunks/*.pt) or a
+single .pt file holding egpt_hidden, vl_hidden and seq_lens. Every chunk is validated on load,
+and every problem is a UserInputError naming the file and the fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from adapters.checkpoint import safe_load
+from adapters.errors import CheckpointError, UserInputError
+from engine.fileio import ReadError, read_json
+
+TENSOR_KEYS = ("egpt_hidden", "vl_hidden", "seq_lens")
+
+
+class DataError(UserInputError):
+    """A dataset is missing, malformed or inconsistent."""
+
+
+@dataclass
+class Chunk:
+    """Tensors of one chunk (or of a subset of it)."""
+
+    egpt: torch.Tensor      # [N, S, H] float
+    vl: torch.Tensor        # [N, S, H] float
+    seq_lens: torch.Tensor  # [N] int64
+    first_index: int = 0    # global index of sample 0, for bookkeeping
+
+    def __len__(self) -> int:
+        return self.seq_lens.shape[0]
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """Where a chunk lives, and optionally which of its samples belong to this split."""
+
+    path: Path
+    n_samples: int
+    first_index: int
+    subset: tuple[int, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.subset) if self.subset is not None else self.n_samples
+
+
+@dataclass
+class Dataset:
+    path: Path
+    format: str                 # "chunked" | "single"
+    chunks: list[ChunkRef]
+    hidden_dim: int
+    padded_len: int
+    dtype: str
+    index: dict = field(default_factory=dict)
+
+    @property
+    def num_samples(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+
+def validate_chunk(obj: object, where: str, expect_hidden: int | None = None) -> Chunk:
+    """Check a loaded chunk dict: the three tensors, agreeing shapes, lengths within bounds."""
+    if not isinstance(obj, dict) or not all(k in obj for k in TENSOR_KEYS):
+        raise DataError(f"{where} is not a dict with {', '.join(TENSOR_KEYS)}; re-export it in the SPEC §4 format")
+    egpt, vl, lens = (obj[k] for k in TENSOR_KEYS)
+    if not all(isinstance(t, torch.Tensor) for t in (egpt, vl, lens)):
+        raise DataError(f"{where}: {', '.join(TENSOR_KEYS)} must all be tensors")
+    if egpt.dim() != 3 or not egpt.is_floating_point() or not vl.is_floating_point():
+        raise DataError(f"{where}: egpt_hidden must be a float tensor [N, S, H], got {egpt.dtype} {tuple(egpt.shape)}")
+    if egpt.shape != vl.shape:
+        raise DataError(f"{where}: egpt_hidden {tuple(egpt.shape)} and vl_hidden {tuple(vl.shape)} shapes differ")
+    if lens.dim() != 1 or lens.shape[0] != egpt.shape[0] or lens.is_floating_point():
+        raise DataError(f"{where}: seq_lens must be an integer tensor [N] with N={egpt.shape[0]}, got {lens.dtype} {tuple(lens.shape)}")
+    if lens.numel() and (int(lens.min()) < 1 or int(lens.max()) > egpt.shape[1]):
+        raise DataError(f"{where}: seq_lens must lie in [1, {egpt.shape[1]}] (the padded length), "
+                        f"found {int(lens.min())}..{int(lens.max())}")
+    if expect_hidden is not None and egpt.shape[2] != expect_hidden:
+        raise DataError(f"{where}: hidden size {egpt.shape[2]} differs from the dataset's {expect_hidden}")
+    return Chunk(egpt, vl, lens.long())
+
+
+def load_chunk(ref: ChunkRef, expect_hidden: int | None = None, *, mmap: bool = False) -> Chunk:
+    """Load and validate one chunk (weights_only; memory-mapped when asked)."""
+    try:
+        obj = safe_load(ref.path, mmap=mmap)
+    except CheckpointError as exc:
+        raise DataError(str(exc)) from None
+    chunk = validate_chunk(obj, str(ref.path), expect_hidden)
+    if len(chunk) != ref.n_samples:
+        raise DataError(f"{ref.path} holds {len(chunk)} samples but index.json says {ref.n_samples}")
+    chunk.first_index = ref.first_index
+    if ref.subset is not None:
+        keep = torch.tensor(ref.subset, dtype=torch.long)
+        chunk = Chunk(chunk.egpt[keep], chunk.vl[keep], chunk.seq_lens[keep], ref.first_index)
+    return chunk
+
+
+def _open_chunked(path: Path) -> Dataset:
+    index_path = path / "index.json"
+    if not index_path.is_file():
+        raise DataError(f"{path} has no index.json; point at a chunked dataset directory or a .pt file")
+    try:
+        index = read_json(index_path)
+    except ReadError as exc:
+        raise DataError(f"{path}: {exc}; regenerate the dataset's index") from None
+    if not isinstance(index, dict) or not isinstance(index.get("chunks"), list) or not index["chunks"]:
+        raise DataError(f"{index_path} must be an object with a non-empty 'chunks' list")
+    refs: list[ChunkRef] = []
+    start = 0
+    root = path.resolve()
+    for i, entry in enumerate(index["chunks"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not isinstance(entry.get("n_samples"), int):
+            raise DataError(f"{index_path}: chunks[{i}] needs 'path' (string) and 'n_samples' (int)")
+        rel = entry["path"]
+        candidates = [path / "chunks" / rel, path / rel]
+        chunk_path = next((c for c in candidates if c.is_file()), None)
+        if chunk_path is None:
+            raise DataError(f"{path}: chunk {rel} listed in index.json is missing (looked in chunks/)")
+        if root not in chunk_path.resolve().parents:
+            raise DataError(f"{index_path}: chunk path {rel!r} points outside the dataset directory")
+        refs.append(ChunkRef(chunk_path, entry["n_samples"], start))
+        start += entry["n_samples"]
+    total = index.get("total_samples")
+    if total is not None and total != start:
+        raise DataError(f"{index_path}: total_samples is {total} but the chunks hold {start}")
+    first = load_chunk(refs[0], mmap=True)
+    return Dataset(path, "chunked", refs, first.egpt.shape[2], first.egpt.shape[1], str(first.egpt.dtype).replace("torch.", ""), index)
+
+
+def _open_single(path: Path) -> Dataset:
+    try:
+        obj = safe_load(path, mmap=True)
+    except CheckpointError as exc:
+        raise DataError(str(exc)) from None
+    chunk = validate_chunk(obj, str(path))
+    ref = ChunkRef(path, len(chunk), 0)
+    return Dataset(path, "single", [ref], chunk.egpt.shape[2], chunk.egpt.shape[1], str(chunk.egpt.dtype).replace("torch.", ""))
+
+
+def open_dataset(path: str | Path) -> Dataset:
+    """Open a chunked directory or a single .pt file (the first chunk's shapes are checked)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"dataset {path} does not exist; check the path or run `adapter-engine synth {path}`")
+    if path.is_dir():
+        return _open_chunked(path)
+    return _open_single(path)
+
+
+def split_train_val(train: Dataset, val_split: float, seed: int) -> tuple[Dataset, Dataset, str]:
+    """Without separate validation data: a chunked set holds out its last chunk; a single file
+    holds out a seeded random `val_split` fraction. Returns (train, val, what was done)."""
+    if train.format != "single":
+        if len(train.chunks) < 2:
+            raise DataError(f"{train.path} has one chunk, so no chunk can be held out; pass --val_data")
+        head, tail = train.chunks[:-1], train.chunks[-1:]
+        note = f"no --val_data: holding out the last chunk ({len(tail[0])} samples) of {train.path} for validation"
+        return (Dataset(train.path, train.format, head, train.hidden_dim, train.padded_len, train.dtype, train.index),
+                Dataset(train.path, train.format, tail, train.hidden_dim, train.padded_len, train.dtype, train.index), note)
+    if not 0.0 < val_split < 1.0:
+        raise DataError(f"--val_split must be between 0 and 1, got {val_split}")
+    ref = train.chunks[0]
+    n_val = max(1, int(round(ref.n_samples * val_split)))
+    if n_val >= ref.n_samples:
+        raise DataError(f"{train.path} has {ref.n_samples} samples: too few to split {val_split:.0%} off; pass --val_data")
+    order = torch.randperm(ref.n_samples, generator=torch.Generator().manual_seed(seed)).tolist()
+    val_ids, train_ids = tuple(sorted(order[:n_val])), tuple(sorted(order[n_val:]))
+    note = f"no --val_data: splitting {n_val} of {ref.n_samples} samples ({val_split:.0%}) of {train.path} off for validation"
+    make = lambda ids: Dataset(train.path, "single", [ChunkRef(ref.path, ref.n_samples, 0, ids)],  # noqa: E731
+                               train.hidden_dim, train.padded_len, train.dtype)
+    return make(train_ids), make(val_ids), note

@@ -1,0 +1,146 @@
+"""The built-in demo dataset: synthetic paired hidden states in the chunked format.
+
+Generative process (all per-dimension unit variance, so LayerNorm'd predictions can match):
+  tokens   t_i ~ Uniform(vocab)                       a token sequence per sample
+  z_i      = E[t_i]                                   shared token content, E ~ N(0, 1)^{V×H}
+  drafter  e_i = z_i + σ_d · ε                        what the event-camera model sees (noisy)
+  verifier v_i = a · z_i                              the part a copy of e_i already explains
+               + b · φ(z_i)                           per-token nonlinear map, φ(z) = norm(tanh(z W1) W2)
+               + c · ctx_i                            depends on earlier tokens: ctx_i = norm(mean_{j<i} z_j · C)
+               + σ_v · ε                              irreducible noise
+With the defaults, copying e scores cosine ≈ 0.6; a per-token map (L1–L3) can learn the a and b
+parts (≈ 0.85); attention over earlier tokens (L4/L5) also reaches the c part; levels that read
+the verifier states themselves (B1, L5F) score highest. The optional LM head is E scaled into
+the verifier space, so a token's state points at its own row: token metrics are meaningful.
+Deterministic for a seed: the model (E, W1, W2, C) comes from `seed`, train samples from
+seed + 1 and validation samples from seed + 2.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from adapters.checkpoint import atomic_torch_save
+from adapters.errors import UserInputError
+from engine.fileio import write_json
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    samples: int = 2048
+    val_samples: int = 512
+    hidden_dim: int = 256
+    max_seq: int = 32
+    min_seq: int = 4
+    chunk_size: int = 512
+    vocab: int = 512
+    seed: int = 0
+    a: float = 0.65
+    b: float = 0.45
+    c: float = 0.5
+    drafter_noise: float = 0.35
+    verifier_noise: float = 0.15
+
+
+class Generator:
+    """The fixed "models" of the process, drawn once from the seed."""
+
+    def __init__(self, cfg: SynthConfig) -> None:
+        self.cfg = cfg
+        g = torch.Generator().manual_seed(cfg.seed)
+        h = cfg.hidden_dim
+        self.embed = torch.randn(cfg.vocab, h, generator=g)
+        self.w1 = torch.randn(h, h, generator=g) / math.sqrt(h)
+        self.w2 = torch.randn(h, h, generator=g) / math.sqrt(h)
+        self.ctx = torch.randn(h, h, generator=g) / math.sqrt(h)
+
+    @staticmethod
+    def _unit(x: torch.Tensor) -> torch.Tensor:
+        return x / x.pow(2).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
+
+    def sample(self, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        seq_lens = torch.randint(cfg.min_seq, cfg.max_seq + 1, (n,), generator=g)
+        tokens = torch.randint(cfg.vocab, (n, cfg.max_seq), generator=g)
+        mask = (torch.arange(cfg.max_seq)[None, :] < seq_lens[:, None]).unsqueeze(-1)
+        z = self.embed[tokens]
+        nonlinear = self._unit(torch.tanh(z @ self.w1) @ self.w2)
+        earlier = torch.cumsum(z, dim=1) - z
+        count = torch.arange(cfg.max_seq, dtype=z.dtype).clamp_min(1).view(1, -1, 1)
+        context = self._unit((earlier / count) @ self.ctx)
+        context[:, 0] = 0.0
+        egpt = z + cfg.drafter_noise * torch.randn(z.shape, generator=g)
+        vl = cfg.a * z + cfg.b * nonlinear + cfg.c * context + cfg.verifier_noise * torch.randn(z.shape, generator=g)
+        zero = torch.zeros(())
+        return {
+            "egpt_hidden": torch.where(mask, egpt, zero).contiguous(),
+            "vl_hidden": torch.where(mask, vl, zero).contiguous(),
+            "seq_lens": seq_lens.long(),
+            "tokens": torch.where(mask.squeeze(-1), tokens, -1),
+        }
+
+    def lm_head(self) -> torch.Tensor:
+        """[V, H]: token rows in the verifier space (the linear part of the process)."""
+        return self.cfg.a * self.embed
+
+
+def _write_split(gen: Generator, out: Path, n: int, seed: int, progress: Callable[[str], None]) -> None:
+    cfg = gen.cfg
+    (out / "chunks").mkdir(parents=True)
+    g = torch.Generator().manual_seed(seed)
+    chunks = []
+    for chunk_id, start in enumerate(range(0, n, cfg.chunk_size)):
+        size = min(cfg.chunk_size, n - start)
+        data = gen.sample(size, g)
+        name = f"chunk_{chunk_id:06d}.pt"
+        atomic_torch_save({**data, "chunk_id": chunk_id, "n_samples": size}, out / "chunks" / name)
+        chunks.append({"path": name, "start_idx": start, "n_samples": size})
+        progress(f"{out.name}: chunk {chunk_id + 1}/{-(-n // cfg.chunk_size)} ({start + size}/{n} samples)")
+    write_json(out / "index.json", {
+        "total_samples": n, "chunk_size": cfg.chunk_size, "chunks": chunks,
+        "config": {"generator": "adapter-engine synth", **asdict(cfg)},
+        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+    })
+
+
+def synthesize(out: Path, cfg: SynthConfig, *, lm_head: bool = False, force: bool = False,
+               progress: Callable[[str], None] = lambda line: None) -> Path:
+    """Write OUT/train and OUT/val (and OUT/lm_head.pt). Built in a temp directory beside OUT
+    and moved into place, so an interrupted run leaves nothing half-written."""
+    for name, value, low in (("samples", cfg.samples, 1), ("val_samples", cfg.val_samples, 1),
+                             ("hidden_dim", cfg.hidden_dim, 2), ("max_seq", cfg.max_seq, 1),
+                             ("chunk_size", cfg.chunk_size, 1)):
+        if value < low:
+            raise UserInputError(f"--{name} must be >= {low}, got {value}")
+    if cfg.min_seq > cfg.max_seq:
+        cfg = SynthConfig(**{**asdict(cfg), "min_seq": cfg.max_seq})
+    out = Path(out)
+    targets = [out / "train", out / "val"] + ([out / "lm_head.pt"] if lm_head else [])
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        raise UserInputError(f"{existing[0]} already exists; pass --force to overwrite it")
+    out.mkdir(parents=True, exist_ok=True)
+    gen = Generator(cfg)
+    staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=out))
+    try:
+        _write_split(gen, staging / "train", cfg.samples, cfg.seed + 1, progress)
+        _write_split(gen, staging / "val", cfg.val_samples, cfg.seed + 2, progress)
+        if lm_head:
+            atomic_torch_save(gen.lm_head(), staging / "lm_head.pt")
+        for target in targets:
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            (staging / target.name).replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out

@@ -1,0 +1,71 @@
+"""Validation and training metrics of SPEC §6, as tensor code over whole batches.
+
+Per valid token t, cos_t = cosine(pred_t, target_t).
+  loss, cos_sim     mean over batches of the per-batch masked value (as the seed computes them)
+  accept_τ          fraction of all valid tokens with cos_t > τ (strict), pooled over the set
+  consecutive_90    per sample, the leading run of valid positions with cos_t > 0.90; mean
+  token_match       fraction of valid tokens where argmax(head·pred) == argmax(head·target)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adapters.losses import token_cosine
+
+THRESHOLDS = (0.80, 0.85, 0.90, 0.95)
+
+
+def threshold_key(tau: float) -> str:
+    return f"{round(tau * 100):02d}"
+
+
+def leading_run(accepted: torch.Tensor) -> torch.Tensor:
+    """Per row, how many leading positions are True: [B, S] bool -> [B] long."""
+    return accepted.long().cumprod(dim=1).sum(dim=1)
+
+
+class MetricAccumulator:
+    """Accumulates per-batch statistics on the device; `compute()` syncs once at the end."""
+
+    def __init__(self, thresholds: tuple[float, ...] = THRESHOLDS, lm_head: torch.Tensor | None = None,
+                 prefix_threshold: float = 0.90) -> None:
+        self.thresholds = thresholds
+        self.lm_head = lm_head
+        self.prefix_threshold = prefix_threshold
+        self.loss_sum = 0.0
+        self.cos_sum = 0.0
+        self.batches = 0
+        self._stats: torch.Tensor | None = None  # [tokens, samples, prefix_sum, matches, accepts...]
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, loss: torch.Tensor) -> None:
+        pred, target = pred.float(), target.float()
+        cos = token_cosine(pred, target)
+        valid = mask.sum()
+        accepts = torch.stack([((cos > tau) & mask).sum() for tau in self.thresholds])
+        prefix = leading_run((cos > self.prefix_threshold) & mask).sum()
+        matches = torch.zeros((), dtype=torch.long, device=pred.device)
+        if self.lm_head is not None:
+            head = self.lm_head.to(pred.dtype)
+            matches = ((pred[mask] @ head.T).argmax(-1) == (target[mask] @ head.T).argmax(-1)).sum()
+        stats = torch.cat([torch.stack([valid, torch.tensor(mask.shape[0], device=pred.device), prefix, matches]), accepts])
+        self._stats = stats if self._stats is None else self._stats + stats
+        self.loss_sum += float(loss)
+        self.cos_sum += float(cos[mask].mean())
+        self.batches += 1
+
+    def compute(self, prefix: str = "val_") -> dict[str, float]:
+        if self._stats is None:
+            return {}
+        tokens, samples, prefix_sum, matches, *accepts = self._stats.tolist()
+        result = {
+            f"{prefix}loss": self.loss_sum / self.batches,
+            f"{prefix}cos_sim": self.cos_sum / self.batches,
+        }
+        for tau, count in zip(self.thresholds, accepts):
+            result[f"{prefix}accept_{threshold_key(tau)}"] = count / max(tokens, 1)
+        result[f"{prefix}consecutive_{threshold_key(self.prefix_threshold)}"] = prefix_sum / max(samples, 1)
+        if self.lm_head is not None:
+            result[f"{prefix}token_match"] = matches / max(tokens, 1)
+        return result

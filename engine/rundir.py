@@ -1,0 +1,91 @@
+"""The run directory: the only contract between the engine and the TUI (SPEC §5).
+
+Torch-free. The trainer writes through `RunDir`; readers use `engine.runindex`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from adapters.errors import UserInputError
+from adapters.registry import is_safe_name
+from engine.fileio import write_json
+
+CONFIG, HISTORY, STATUS, LOG = "config.json", "history.json", "status.json", "train.log"
+BEST, LAST, FINAL, CURVES, EVAL = "best_model.pt", "last.pt", "final_model.pt", "training_curves.png", "eval.json"
+
+STATES = ("queued", "running", "done", "failed", "cancelled", "diverged", "interrupted")
+FINISHED = ("done", "failed", "cancelled", "diverged", "interrupted")
+STALE_AFTER_S = 60.0
+
+# Per-epoch keys of history.json: the seed's first, then ours.
+SEED_HISTORY_KEYS = ("train_loss", "train_cos_sim", "val_loss", "val_cos_sim",
+                     "val_accept_80", "val_accept_85", "val_accept_90", "val_accept_95")
+HISTORY_KEYS = ("epoch",) + SEED_HISTORY_KEYS + (
+    "val_consecutive_90", "lr", "epoch_time_s", "train_tokens_per_s", "data_wait_frac")
+
+# The trainer writes its run directory's path here as soon as it exists (used by the queue).
+RUN_DIR_FILE_ENV = "ADAPTER_ENGINE_RUN_DIR_FILE"
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def new_run_dir(output_dir: Path, level: str, when: datetime | None = None) -> Path:
+    """Create runs/<LEVEL>/<LEVEL>_<YYYYmmdd_HHMMSS>[_n] (suffix _2, _3 ... if taken)."""
+    if not is_safe_name(level):
+        raise UserInputError(f"level key {level!r} is not a safe name (letters, digits, '_' and '-')")
+    stamp = (when or datetime.now()).strftime("%Y%m%d_%H%M%S")
+    parent = Path(output_dir) / level
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = parent / (f"{level}_{stamp}" if n == 1 else f"{level}_{stamp}_{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UserInputError(f"too many runs named {level}_{stamp} under {parent}")
+
+
+def pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class StatusWriter:
+    """Writes status.json: at every state change, and at most once per `interval_s` otherwise."""
+
+    def __init__(self, run_dir: Path, interval_s: float = 1.0, **initial: Any) -> None:
+        self.path = Path(run_dir) / STATUS
+        self.interval_s = interval_s
+        self._last_write = 0.0
+        self.data: dict[str, Any] = {
+            "state": "running", "pid": os.getpid(), "host": socket.gethostname(),
+            "started_at": now_iso(), "updated_at": now_iso(), "epoch": 0, "num_epochs": None,
+            "step": 0, "steps_per_epoch": None, "running_loss": None, "tokens_per_s": None,
+            "eta_s": None, "best_val_loss": None, "best_epoch": None, "device": None, "error": None,
+        }
+        self.data.update(initial)
+
+    def update(self, force: bool = False, **fields: Any) -> None:
+        changed_state = "state" in fields and fields["state"] != self.data.get("state")
+        self.data.update(fields)
+        now = time.monotonic()
+        if force or changed_state or now - self._last_write >= self.interval_s:
+            self.data["updated_at"] = now_iso()
+            write_json(self.path, self.data)
+            self._last_write = now

@@ -1,0 +1,187 @@
+"""Read every run directory into leaderboard rows. Torch-free; used by `adapter-engine runs`
+and the TUI. A broken run directory yields a row that says what is wrong, never an exception.
+Run directories written by the seed's trainer (config.json + history.json only) are valid."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from engine.fileio import ReadError, read_json
+from engine.rundir import CONFIG, EVAL, HISTORY, STALE_AFTER_S, STATUS, pid_alive
+
+
+@dataclass
+class RunSummary:
+    run: str
+    path: str
+    level: str
+    params: int | None = None
+    state: str = "unknown"
+    epochs_done: int = 0
+    num_epochs: int | None = None
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    cos_sim: float | None = None
+    accept_90: float | None = None
+    consecutive_90: float | None = None
+    duration_s: float | None = None
+    started: str | None = None
+    seed_format: bool = False
+    error: str | None = None
+    prefix_mean_90: float | None = None
+    expected_tokens: float | None = None
+    speedup: float | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def iter_run_dirs(root: Path) -> Iterator[Path]:
+    """runs/<LEVEL>/<RUN>/ directories holding config.json, history.json or status.json."""
+    root = Path(root)
+    try:
+        levels = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    for level in levels:
+        if not level.is_dir() or level.name.startswith(".") or level.name in ("datasets", "logs"):
+            continue
+        try:
+            runs = sorted(os.scandir(level.path), key=lambda e: e.name)
+        except OSError:
+            continue
+        for run in runs:
+            if run.is_dir() and any(os.path.exists(os.path.join(run.path, f)) for f in (CONFIG, HISTORY, STATUS)):
+                yield Path(run.path)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _at(history: dict, key: str, index: int | None) -> float | None:
+    values = history.get(key)
+    if index is None or not isinstance(values, list) or index >= len(values):
+        return None
+    return _number(values[index])
+
+
+def _age_s(stamp: Any) -> float | None:
+    try:
+        return (datetime.now().astimezone() - datetime.fromisoformat(str(stamp))).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def effective_state(status: dict) -> str:
+    """A `running` run whose process is gone (on this host) or whose heartbeat is stale is
+    shown as interrupted."""
+    state = status.get("state", "unknown")
+    if state != "running":
+        return state if isinstance(state, str) else "unknown"
+    if status.get("host") == socket.gethostname() and not pid_alive(status.get("pid")):
+        return "interrupted"
+    age = _age_s(status.get("updated_at"))
+    if age is not None and age > STALE_AFTER_S:
+        return "interrupted"
+    return "running"
+
+
+def summarize(run_dir: Path) -> RunSummary:
+    """One leaderboard row. Problems with any file land in `error`; the row is still returned."""
+    run_dir = Path(run_dir)
+    row = RunSummary(run=run_dir.name, path=str(run_dir), level=run_dir.parent.name)
+    problems: list[str] = []
+
+    def load(name: str) -> dict | None:
+        try:
+            data = read_json(run_dir / name)
+        except ReadError as exc:
+            problems.append(str(exc))
+            return None
+        if not isinstance(data, dict):
+            problems.append(f"{name} is not a JSON object")
+            return None
+        return data
+
+    config = load(CONFIG) if (run_dir / CONFIG).exists() else None
+    history = load(HISTORY) if (run_dir / HISTORY).exists() else None
+    status = load(STATUS) if (run_dir / STATUS).exists() else None
+    if not run_dir.is_dir():
+        problems.append("run directory was deleted")
+
+    if config:
+        row.level = str(config.get("level_key") or row.level)
+        adapter = config.get("adapter") if isinstance(config.get("adapter"), dict) else {}
+        params = adapter.get("params")
+        row.params = params if isinstance(params, int) and not isinstance(params, bool) else None
+        training = config.get("training") if isinstance(config.get("training"), dict) else {}
+        row.num_epochs = training.get("epochs") if isinstance(training.get("epochs"), int) else None
+        row.started = config.get("timestamp") if isinstance(config.get("timestamp"), str) else None
+
+    if history:
+        val = history.get("val_loss")
+        if isinstance(val, list):
+            row.epochs_done = len(val)
+            finite = [(v, i) for i, v in enumerate(val) if _number(v) is not None]
+            if finite:
+                row.best_val_loss, best = min(finite)
+                row.best_epoch = best + 1
+                row.cos_sim = _at(history, "val_cos_sim", best)
+                row.accept_90 = _at(history, "val_accept_90", best)
+                row.consecutive_90 = _at(history, "val_consecutive_90", best)
+        times = history.get("epoch_time_s")
+        if isinstance(times, list) and all(_number(t) is not None for t in times) and times:
+            row.duration_s = float(sum(times))
+
+    if status is not None:
+        row.state = effective_state(status)
+        row.num_epochs = status.get("num_epochs") if isinstance(status.get("num_epochs"), int) else row.num_epochs
+        row.progress = {k: status.get(k) for k in ("epoch", "step", "steps_per_epoch", "running_loss",
+                                                   "tokens_per_s", "eta_s", "device")}
+        if status.get("error"):
+            row.error = str(status["error"])
+        started, age = _age_s(status.get("started_at")), _age_s(status.get("updated_at"))
+        if started is not None and age is not None:
+            row.duration_s = max(0.0, started - age)
+    elif config is not None and history is not None and not (run_dir / STATUS).exists():
+        row.state, row.seed_format = "done", True
+
+    evaluation = load(EVAL) if (run_dir / EVAL).exists() else None
+    if evaluation:
+        row.prefix_mean_90 = _number((evaluation.get("prefix_length", {}).get("0.9") or {}).get("mean")
+                                     if isinstance(evaluation.get("prefix_length"), dict) else None)
+        row.expected_tokens = _number(evaluation.get("expected_accepted_at_gamma"))
+        row.speedup = _number(evaluation.get("speedup"))
+
+    if problems:
+        row.error = "; ".join(problems)
+        if status is None and not row.seed_format:
+            row.state = "unreadable"
+    return row
+
+
+def load_runs(root: Path) -> list[RunSummary]:
+    return [summarize(path) for path in iter_run_dirs(root)]
+
+
+SORT_KEYS = ("run", "level", "params", "state", "epochs_done", "best_val_loss", "cos_sim", "accept_90",
+             "consecutive_90", "duration_s", "prefix_mean_90", "expected_tokens", "speedup")
+HIGHER_IS_BETTER = {"cos_sim", "accept_90", "consecutive_90", "prefix_mean_90", "expected_tokens", "speedup",
+                    "epochs_done", "params"}
+
+
+def sort_runs(rows: list[RunSummary], key: str) -> list[RunSummary]:
+    """Best first for metrics (missing values last), alphabetical for text columns."""
+    if key not in SORT_KEYS:
+        raise ValueError(f"unknown sort key {key!r} (one of: {', '.join(SORT_KEYS)})")
+    present = [r for r in rows if getattr(r, key) is not None]
+    missing = [r for r in rows if getattr(r, key) is None]
+    present.sort(key=lambda r: getattr(r, key), reverse=key in HIGHER_IS_BETTER)
+    return present + missing

@@ -1,0 +1,383 @@
+"""The trainer. Reads top to bottom: inputs, run directory, model and optimiser (fresh or from
+last.pt: one path), the epoch loop, the end. Writes a live run directory (SPEC §5)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adapters.checkpoint import adapter_payload, atomic_torch_save, safe_load
+from adapters.errors import UserInputError
+from adapters.losses import level_loss, masked_cosine
+from adapters.registry import build_adapter, build_kwargs, count_parameters, load_registry
+from engine.data.formats import DataError, Dataset, open_dataset, split_train_val
+from engine.data.loader import train_loader, val_loader
+from engine.fileio import read_json, write_json
+from engine.metrics import MetricAccumulator
+from engine.rundir import (BEST, CONFIG, CURVES, FINAL, HISTORY, LAST, LOG, RUN_DIR_FILE_ENV, StatusWriter,
+                           new_run_dir, now_iso)
+from engine.settings import TrainSettings, effective_spec
+
+EXIT_DONE, EXIT_FAILED, EXIT_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
+log = logging.getLogger("adapter-engine.train")
+
+
+class Diverged(Exception):
+    pass
+
+
+class StopRequested(Exception):
+    pass
+
+
+@dataclass
+class Inputs:
+    """Everything validated before a run directory exists."""
+
+    settings: TrainSettings
+    spec: Any
+    train: Dataset
+    val: Dataset
+    split_note: str | None
+    device: torch.device
+    lm_head: torch.Tensor | None
+    params: int
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError(f"--device {name} asked for CUDA but none is available; use --device cpu")
+    return torch.device(name)
+
+
+def prepare(settings: TrainSettings) -> Inputs:
+    """Validate data, level and device. Raises UserInputError; writes nothing."""
+    registry = load_registry(settings.config_path)
+    spec = effective_spec(registry, settings)
+    train = open_dataset(settings.train_data)
+    if settings.val_data:
+        val, note = open_dataset(settings.val_data), None
+        if val.hidden_dim != train.hidden_dim:
+            raise DataError(f"train hidden size {train.hidden_dim} and val hidden size {val.hidden_dim} differ; "
+                            "use a validation set extracted from the same models")
+    else:
+        train, val, note = split_train_val(train, settings.val_split, settings.seed)
+    hidden = train.hidden_dim
+    if settings.hidden_dim is not None and settings.hidden_dim != hidden:
+        raise UserInputError(f"--hidden_dim {settings.hidden_dim} conflicts with the data's hidden size {hidden}; "
+                             "drop the flag (the hidden size comes from the data)")
+    lm_head = None
+    if settings.lm_head:
+        lm_head = safe_load(settings.lm_head)
+        if not isinstance(lm_head, torch.Tensor) or lm_head.dim() != 2 or lm_head.shape[1] != hidden:
+            raise UserInputError(f"--lm_head {settings.lm_head} must hold one float tensor [V, {hidden}]")
+        lm_head = lm_head.float()
+    params = count_parameters(spec, hidden, settings.arch_overrides)  # also checks heads | hidden
+    return Inputs(settings, spec, train, val, note, pick_device(settings.device), lm_head, params)
+
+
+def setup_logging(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler, console]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return handler
+
+
+def seed_config(inputs: Inputs, run_dir: Path, argv: list[str]) -> dict[str, Any]:
+    """config.json: the seed's keys, plus what reproduces the run."""
+    s, spec = inputs.settings, inputs.spec
+    kwargs, _ = build_kwargs(spec, s.arch_overrides)
+    loss = "0.5*(MSE + 0.5*(1-cos)) + 0.5*MSE(next)" if _predicts_next(spec) else "MSE + 0.5*(1-cos)"
+    from engine.settings import SEED_LEVELS
+
+    seed_level = next((n for n, k in SEED_LEVELS.items() if k == s.level), None)
+    if s.level == "B1":
+        seed_level = 5
+    return {
+        "task": "vl_to_vl" if s.vlm_only else ("egpt_vl_to_vl" if spec.fused else "egpt_to_vl"),
+        "vlm_only": s.vlm_only,
+        "adapter": {
+            "level": seed_level if seed_level is not None else s.level,
+            "name": spec.class_name,
+            "hidden_dim": inputs.train.hidden_dim,
+            "bottleneck_dim": kwargs.get("bottleneck_dim"),
+            "num_blocks": kwargs.get("num_blocks"),
+            "num_heads": kwargs.get("num_heads"),
+            "num_layers": kwargs.get("num_layers"),
+            "ffn_dim": kwargs.get("ffn_dim"),
+            "params": inputs.params,
+        },
+        "data": {"train_path": s.train_data, "val_path": s.val_data or f"{s.train_data} (held out)",
+                 "train_samples": inputs.train.num_samples, "val_samples": inputs.val.num_samples,
+                 "split": inputs.split_note},
+        "training": {"epochs": s.num_epochs, "batch_size": s.batch_size, "learning_rate": s.learning_rate,
+                     "early_stopping": s.early_stopping, "optimizer": "AdamW(weight_decay=0.01)",
+                     "scheduler": f"CosineAnnealingLR(T_max={s.num_epochs}, eta_min=1e-6)",
+                     "grad_clip": 1.0, "loss": loss},
+        "timestamp": run_dir.name.split("_", 1)[1] if "_" in run_dir.name else now_iso(),
+        "best_val_loss": None,
+        "level_key": s.level,
+        "level_description": spec.description,
+        "arch": kwargs,
+        "seed": s.seed,
+        "device": str(inputs.device),
+        "precision": "fp32",
+        "versions": {"torch": torch.__version__, "python": platform.python_version(), "adapter_tui": _version()},
+        "argv": argv,
+        "host": socket.gethostname(),
+        "settings": s.as_dict(),
+    }
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("adapter-tui")
+    except Exception:  # not installed (running from a checkout)
+        return "unknown"
+
+
+def _predicts_next(spec: Any) -> bool:
+    from adapters.zoo import adapter_class
+
+    return adapter_class(spec.class_name).predicts_next
+
+
+class Trainer:
+    """One training run in one run directory (fresh or resumed)."""
+
+    def __init__(self, inputs: Inputs, run_dir: Path) -> None:
+        self.inputs = inputs
+        self.settings = s = inputs.settings
+        self.run_dir = run_dir
+        self.device = inputs.device
+        self.stop_signal: int | None = None
+        torch.manual_seed(s.seed)
+        self.model = build_adapter(inputs.spec, inputs.train.hidden_dim, s.arch_overrides).to(self.device)
+        self.predicts_next = self.model.predicts_next
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.learning_rate, weight_decay=0.01)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=s.num_epochs, eta_min=1e-6)
+        pin = self.device.type == "cuda"
+        self.train_batches = train_loader(inputs.train, s.batch_size, s.seed, pin_memory=pin)
+        self.val_batches = val_loader(inputs.val, s.batch_size, pin_memory=pin)
+        self.lm_head = inputs.lm_head.to(self.device) if inputs.lm_head is not None else None
+        self.history: dict[str, list] = {}
+        self.epoch = 0
+        self.best_val_loss = math.inf
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.status = StatusWriter(run_dir, num_epochs=s.num_epochs, device=str(self.device))
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_last(self) -> None:
+        atomic_torch_save({
+            **adapter_payload(self.model, epoch=self.epoch),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "history": self.history,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+        }, self.run_dir / LAST)
+
+    def restore(self) -> None:
+        """Continue from last.pt when it exists (resume); a fresh run has none."""
+        path = self.run_dir / LAST
+        if not path.exists():
+            return
+        state = safe_load(path)
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.history = state["history"]
+        self.epoch = state["epoch"]
+        self.best_val_loss = state["best_val_loss"]
+        self.best_epoch = state["best_epoch"]
+        self.bad_epochs = state["bad_epochs"]
+        log.info("resumed from %s at epoch %d (best val loss %.4f)", path, self.epoch, self.best_val_loss)
+
+    # -- one epoch ---------------------------------------------------------------------------
+    def train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        loader = self.train_batches
+        loader.set_epoch(self.epoch)
+        steps = len(loader)
+        losses, cosines, tokens = [], [], 0
+        started = time.perf_counter()
+        for step, batch in enumerate(loader, start=1):
+            if self.stop_signal is not None:
+                raise StopRequested
+            batch = batch.to(self.device, non_blocking=True)
+            pred = self.model(batch.egpt, batch.vl, batch.mask)
+            loss = level_loss(self.predicts_next, pred, batch.vl, batch.mask)
+            if not torch.isfinite(loss):
+                raise Diverged(f"non-finite loss at epoch {self.epoch + 1} step {step}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            losses.append(loss.item())
+            cosines.append(masked_cosine(pred.detach(), batch.vl, batch.mask).item())
+            tokens += batch.num_tokens
+            elapsed = time.perf_counter() - started
+            epoch_eta = elapsed / step * (steps - step)
+            remaining_epochs = self.settings.num_epochs - self.epoch - 1
+            self.status.update(step=step, steps_per_epoch=steps, running_loss=sum(losses) / len(losses),
+                               tokens_per_s=tokens / max(elapsed, 1e-9),
+                               eta_s=epoch_eta + remaining_epochs * (elapsed / step * steps))
+        elapsed = time.perf_counter() - started
+        return {"train_loss": sum(losses) / max(len(losses), 1), "train_cos_sim": sum(cosines) / max(len(cosines), 1),
+                "train_tokens_per_s": tokens / max(elapsed, 1e-9), "data_wait_frac": loader.wait_s / max(elapsed, 1e-9),
+                "train_time_s": elapsed}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        metrics = MetricAccumulator(lm_head=self.lm_head)
+        for batch in self.val_batches:
+            if self.stop_signal is not None:
+                raise StopRequested
+            batch = batch.to(self.device, non_blocking=True)
+            pred = self.model(batch.egpt, batch.vl, batch.mask)
+            metrics.update(pred, batch.vl, batch.mask, level_loss(self.predicts_next, pred, batch.vl, batch.mask))
+        return metrics.compute("val_")
+
+    def record(self, row: dict[str, Any]) -> None:
+        for key, value in row.items():
+            self.history.setdefault(key, []).append(value)
+        write_json(self.run_dir / HISTORY, self.history)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> int:
+        s = self.settings
+        self.restore()
+        self.status.update(force=True, state="running", epoch=self.epoch, best_val_loss=_finite(self.best_val_loss),
+                           best_epoch=self.best_epoch)
+        while self.epoch < s.num_epochs:
+            epoch_started = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            train = self.train_epoch()
+            val = self.validate()
+            if not math.isfinite(val["val_loss"]):
+                raise Diverged(f"non-finite validation loss at epoch {self.epoch + 1}")
+            self.epoch += 1
+            self.scheduler.step()
+            improved = val["val_loss"] < self.best_val_loss
+            if improved:
+                self.best_val_loss, self.best_epoch, self.bad_epochs = val["val_loss"], self.epoch, 0
+                atomic_torch_save(adapter_payload(self.model, epoch=self.epoch, val_loss=self.best_val_loss), self.run_dir / BEST)
+            else:
+                self.bad_epochs += 1
+            self.record({"epoch": self.epoch, "train_loss": train["train_loss"], "train_cos_sim": train["train_cos_sim"],
+                         **val, "lr": lr, "epoch_time_s": time.perf_counter() - epoch_started,
+                         "train_tokens_per_s": train["train_tokens_per_s"], "data_wait_frac": train["data_wait_frac"]})
+            self.save_last()
+            log.info("epoch %d/%d  train %.4f  val %.4f  cos %.4f  acc@0.90 %.3f  %s(%.1fs, %.0f tok/s, wait %.1f%%)",
+                     self.epoch, s.num_epochs, train["train_loss"], val["val_loss"], val["val_cos_sim"],
+                     val["val_accept_90"], "* " if improved else "", time.perf_counter() - epoch_started,
+                     train["train_tokens_per_s"], 100 * train["data_wait_frac"])
+            self.status.update(force=True, epoch=self.epoch, best_val_loss=self.best_val_loss, best_epoch=self.best_epoch)
+            if s.early_stopping and self.bad_epochs >= s.early_stopping:
+                log.info("early stopping: no improvement for %d epochs (best %.4f at epoch %d)",
+                         self.bad_epochs, self.best_val_loss, self.best_epoch)
+                break
+        atomic_torch_save(adapter_payload(self.model, epoch=self.epoch), self.run_dir / FINAL)
+        return EXIT_DONE
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def finish_config(run_dir: Path, trainer: Trainer | None, state: str) -> None:
+    try:
+        config = read_json(run_dir / CONFIG)
+    except Exception:
+        return
+    if trainer is not None:
+        config["best_val_loss"] = _finite(trainer.best_val_loss)
+        config["best_epoch"] = trainer.best_epoch
+        config["epochs_done"] = trainer.epoch
+    config["state"] = state
+    config["finished_at"] = now_iso()
+    write_json(run_dir / CONFIG, config)
+
+
+def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: list[str] | None = None) -> int:
+    """Validate, create or reopen the run directory, train, and record the outcome."""
+    inputs = prepare(settings)  # UserInputError -> exit 2 before anything is written
+    if resume_dir is None:
+        run_dir = new_run_dir(Path(settings.output_dir), settings.level)
+        write_json(run_dir / CONFIG, seed_config(inputs, run_dir, argv or sys.argv))
+    else:
+        run_dir = resume_dir
+    if os.environ.get(RUN_DIR_FILE_ENV):
+        Path(os.environ[RUN_DIR_FILE_ENV]).write_text(str(run_dir.resolve()))
+    file_handler = setup_logging(run_dir)
+    log.info("run directory %s", run_dir)
+    if inputs.split_note:
+        log.info(inputs.split_note)
+    log.info("level %s (%s, %s params) on %s; %d train / %d val samples, hidden %d",
+             settings.level, inputs.spec.class_name, f"{inputs.params:,}", inputs.device,
+             inputs.train.num_samples, inputs.val.num_samples, inputs.train.hidden_dim)
+    trainer: Trainer | None = None
+    state, code, error = "failed", EXIT_FAILED, None
+    try:
+        trainer = Trainer(inputs, run_dir)
+        previous = {sig: signal.signal(sig, lambda signum, frame: setattr(trainer, "stop_signal", signum))
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            code = trainer.run()
+            state = "done"
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    except StopRequested:
+        state, code = "cancelled", EXIT_DONE
+        log.info("stopped by signal %s; last.pt holds epoch %d", trainer.stop_signal if trainer else "?",
+                 trainer.epoch if trainer else 0)
+    except Diverged as exc:
+        state, code, error = "diverged", EXIT_DIVERGED, str(exc)
+        log.error("diverged: %s; best_model.pt is kept", exc)
+    except Exception as exc:  # any other failure: one line in status.json, the traceback in train.log
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
+        log.error("failed: %s\n%s", error, traceback.format_exc())
+    if trainer is not None:
+        trainer.status.update(force=True, state=state, error=error)
+    else:
+        StatusWriter(run_dir, state=state, error=error).update(force=True)
+    finish_config(run_dir, trainer, state)
+    if state == "done":
+        from engine.plots import save_curves
+
+        try:
+            save_curves(run_dir / HISTORY, run_dir / CURVES)
+        except Exception as exc:  # a plot must never fail a finished run
+            log.warning("could not draw %s: %s", CURVES, exc)
+        log.info("done: best val loss %.4f at epoch %s", trainer.best_val_loss, trainer.best_epoch)
+    file_handler.close()
+    return code
