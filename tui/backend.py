@@ -1,0 +1,106 @@
+"""What the TUI asks of the engine, behind one small class so tests can swap it.
+
+The job queue (`engine.queue`, torch-free) is used in-process; anything that imports torch
+(`levels` parameter counts, `data inspect`, `synth`) runs as an `python -m engine ...`
+subprocess. Every method may block: call them from thread workers only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from adapters.errors import UserInputError
+
+
+class BackendError(Exception):
+    """An engine command failed; the message is one line for the user."""
+
+
+class Backend:
+    def __init__(self, runs_dir: Path, config: Path | None) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.config = Path(config) if config else None
+        self._queue = None
+
+    # -- queue -----------------------------------------------------------------------------
+    @property
+    def queue(self):
+        """The engine's JobQueue on runs_dir (created on first use)."""
+        if self._queue is None:
+            from engine.queue import JobQueue
+
+            self._queue = JobQueue(self.runs_dir)
+        return self._queue
+
+    def ensure_worker(self) -> int | None:
+        from engine.queue import ensure_worker
+
+        return ensure_worker(self.runs_dir)
+
+    def submit(self, jobs: list[tuple[str, dict[str, Any]]], *, front: bool, dataset: str | None) -> list[int]:
+        """Queue (level, args) jobs in order, at the head with `front`, and make sure a worker
+        runs them."""
+        config = str(self.config) if self.config else None
+        ids = self.queue.add_many(jobs, front=front, dataset=dataset, config=config)
+        self.ensure_worker()
+        return ids
+
+    def job_for_run(self, run_dir: str) -> Any:
+        """The newest job that wrote `run_dir`, or None."""
+        matches = [j for j in self.queue.jobs() if j.run_dir and Path(j.run_dir).resolve() == Path(run_dir).resolve()]
+        return max(matches, key=lambda j: j.id) if matches else None
+
+    # -- subprocesses ----------------------------------------------------------------------
+    def _engine(self, *argv: str, timeout: float = 120) -> str:
+        cmd = [sys.executable, "-m", "engine", *argv]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BackendError(f"{' '.join(argv[:2])}: {exc}") from None
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+            raise BackendError(lines[-1] if lines else f"{argv[0]} exited with {done.returncode}")
+        return done.stdout
+
+    def levels(self, hidden_dim: int) -> list[dict[str, Any]]:
+        """Levels with parameter counts at `hidden_dim` (`adapter-engine levels --json`)."""
+        argv = ["levels", "--hidden_dim", str(hidden_dim), "--json"]
+        if self.config:
+            argv += ["--config", str(self.config)]
+        try:
+            return json.loads(self._engine(*argv))
+        except json.JSONDecodeError:
+            raise BackendError("levels --json printed something that is not JSON") from None
+
+    def inspect(self, path: str) -> dict[str, Any]:
+        """`adapter-engine data inspect PATH --json`: format, samples, chunks, hidden_dim..."""
+        try:
+            info = json.loads(self._engine("data", "inspect", path, "--json"))
+        except json.JSONDecodeError:
+            raise BackendError("data inspect printed something that is not JSON") from None
+        if not isinstance(info, dict):
+            raise BackendError("data inspect did not return an object")
+        return info
+
+    def synth(self, out_dir: Path, on_line: Callable[[str], None]) -> None:
+        """Create the demo dataset, calling `on_line` with each progress line."""
+        cmd = [sys.executable, "-m", "engine", "synth", str(out_dir)]
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        except OSError as exc:
+            raise BackendError(f"synth: {exc}") from None
+        last = ""
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip():
+                last = line.strip()
+                on_line(last)
+        if proc.wait() != 0:
+            raise BackendError(last or f"synth exited with {proc.returncode}")
+
+
+__all__ = ["Backend", "BackendError", "UserInputError"]

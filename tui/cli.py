@@ -1,0 +1,28 @@
+"""`adapter-tui [--runs DIR] [--config adapters.toml] [--poll]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="adapter-tui", description="Queue adapter trainings and watch them live. "
+                                "Training runs in a detached worker: quitting never stops it.")
+    p.add_argument("--runs", default="runs", help="runs directory to watch and queue into (default: ./runs)")
+    p.add_argument("--config", default=None, help="adapters.toml (default: $ADAPTER_TUI_CONFIG, ./adapters.toml)")
+    p.add_argument("--poll", action="store_true", help="poll the file system (network file systems, where "
+                   "inotify sees nothing)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tui.app import make_app
+
+    make_app(args.runs, args.config, args.poll).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

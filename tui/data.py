@@ -1,0 +1,169 @@
+"""Torch-free readers for the TUI: history, status and config of one run, log tails, config
+diffs and curve smoothing. Every reader tolerates missing, empty, garbage or half-written
+files and deleted directories: it returns what it could read plus a one-line problem."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.fileio import ReadError, read_json
+from engine.rundir import CONFIG, HISTORY, STATUS
+from engine.runindex import RunSummary, summarize
+
+CURVE_KEYS = ("train_loss", "val_loss", "train_cos_sim", "val_cos_sim",
+              "val_accept_80", "val_accept_85", "val_accept_90", "val_accept_95")
+
+
+def read_object(path: Path) -> tuple[dict[str, Any], str | None]:
+    """A JSON object from `path`, or ({}, reason)."""
+    try:
+        data = read_json(path)
+    except ReadError as exc:
+        return {}, str(exc)
+    if not isinstance(data, dict):
+        return {}, f"{Path(path).name} is not a JSON object"
+    return data, None
+
+
+def clean_series(values: Any) -> list[float | None]:
+    """A history list as floats, with None where a value is missing or not finite."""
+    if not isinstance(values, list):
+        return []
+    out: list[float | None] = []
+    for v in values:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        out.append(float(v) if ok else None)
+    return out
+
+
+@dataclass
+class RunData:
+    """Everything the inspector shows for one run, read in one go (in a worker thread)."""
+    path: str
+    summary: RunSummary
+    history: dict[str, list[float | None]] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def read_run(path: str | os.PathLike, *, full: bool = True) -> RunData:
+    """Summary of a run; with `full` also its curves, status and config."""
+    run_dir = Path(path)
+    data = RunData(path=str(run_dir), summary=summarize(run_dir))
+    if not full:
+        return data
+    history, problem = read_object(run_dir / HISTORY)
+    if problem and (run_dir / HISTORY).exists():
+        data.problems.append(problem)
+    data.history = {k: clean_series(v) for k, v in history.items() if isinstance(v, list)}
+    if (run_dir / STATUS).exists():
+        data.status, problem = read_object(run_dir / STATUS)
+        if problem:
+            data.problems.append(problem)
+    if (run_dir / CONFIG).exists():
+        data.config, problem = read_object(run_dir / CONFIG)
+        if problem:
+            data.problems.append(problem)
+    return data
+
+
+def ema(values: list[float | None], alpha: float = 0.4) -> list[float | None]:
+    """Exponential moving average that skips missing values."""
+    out: list[float | None] = []
+    acc: float | None = None
+    for v in values:
+        if v is not None:
+            acc = v if acc is None else alpha * v + (1 - alpha) * acc
+        out.append(None if v is None else acc)
+    return out
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """{'training.epochs': 3, ...} from nested dicts."""
+    if not isinstance(config, dict):
+        return {prefix: config} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+# Keys that differ between any two runs and say nothing about how they differ.
+_NOISE = {"timestamp", "argv", "best_val_loss", "data.train_samples", "data.val_samples"}
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, value in a, value in b) for every flattened key whose value differs."""
+    fa, fb = flatten(a), flatten(b)
+    rows = []
+    for key in sorted(set(fa) | set(fb)):
+        if key in _NOISE or key.startswith("versions."):
+            continue
+        va, vb = fa.get(key, "—"), fb.get(key, "—")
+        if va != vb:
+            rows.append((key, va, vb))
+    return rows
+
+
+def read_tail(path: Path, offset: int, max_bytes: int = 64_000) -> tuple[str, int, bool]:
+    """New text of a growing file from `offset`: (text, new offset, was_reset).
+    A file that shrank (rewritten) is read again from its last `max_bytes`."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "", 0, offset != 0
+    reset = size < offset
+    if reset or offset == 0:
+        offset = max(0, size - max_bytes)
+        reset = True
+    if size == offset and not reset:
+        return "", offset, False
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read(max(0, size - offset))
+    except OSError:
+        return "", offset, False
+    # Keep a partial last line for the next read.
+    cut = chunk.rfind(b"\n") + 1
+    if cut == 0 and len(chunk) < max_bytes:
+        return "", offset, reset
+    if cut:
+        chunk = chunk[:cut]
+    return chunk.decode("utf-8", errors="replace"), offset + len(chunk), reset
+
+
+def fmt_int(n: Any) -> str:
+    if not isinstance(n, (int, float)) or isinstance(n, bool):
+        return "—"
+    n = float(n)
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def fmt_duration(s: Any) -> str:
+    if not isinstance(s, (int, float)) or isinstance(s, bool) or not math.isfinite(s):
+        return "—"
+    s = int(s)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def fmt_float(v: Any, digits: int = 4) -> str:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        return "—"
+    return f"{v:.{digits}f}"

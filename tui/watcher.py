@@ -1,0 +1,107 @@
+"""The one file watcher: a watchdog observer on the runs directory.
+
+The observer thread does nothing but post messages. A burst of events for the same run
+collapses into the newest (`can_replace`), so an epoch's history + status writes cost one read.
+An atomic `os.replace` arrives as a *moved* event: its destination is what counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from textual.message import Message
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from engine.rundir import CONFIG, EVAL, HISTORY, LOG, STATUS
+
+RUN_FILES = {CONFIG, HISTORY, STATUS, EVAL, LOG}
+QUEUE_FILES = {"queue.db", "queue.db-wal"}
+
+
+class RunFilesChanged(Message):
+    """Something changed in a run directory (`name` is the file, "" for the directory)."""
+
+    def __init__(self, run_dir: str, name: str) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.name = name
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunFilesChanged) and message.run_dir == self.run_dir and (
+            message.name == self.name or {message.name, self.name} <= {HISTORY, STATUS, CONFIG, EVAL, ""})
+
+
+class LevelDirChanged(Message):
+    """A level directory appeared or vanished: rescan it."""
+
+    def __init__(self, level_dir: str) -> None:
+        super().__init__()
+        self.level_dir = level_dir
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, LevelDirChanged) and message.level_dir == self.level_dir
+
+
+class QueueChanged(Message):
+    """queue.db was written."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, QueueChanged)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, root: Path, post: Callable[[Message], object]) -> None:
+        self.root = root
+        self.post = post
+
+    def _route(self, path: str, is_dir: bool) -> None:
+        try:
+            parts = Path(path).relative_to(self.root).parts
+        except ValueError:
+            return
+        if not parts or parts[-1].startswith("."):
+            return
+        if len(parts) == 1:
+            if parts[0] in QUEUE_FILES:
+                self.post(QueueChanged())
+            elif is_dir and parts[0] not in ("datasets", "logs"):
+                self.post(LevelDirChanged(str(self.root / parts[0])))
+        elif len(parts) == 2 and is_dir:
+            if parts[0] not in ("datasets", "logs"):
+                self.post(RunFilesChanged(str(self.root / parts[0] / parts[1]), ""))
+        elif len(parts) == 3 and parts[2] in RUN_FILES:
+            self.post(RunFilesChanged(str(self.root / parts[0] / parts[1]), parts[2]))
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        if event.event_type == "moved":
+            self._route(str(event.dest_path), event.is_directory)
+            self._route(str(event.src_path), event.is_directory)
+        else:
+            self._route(str(event.src_path), event.is_directory)
+
+
+class RunsWatcher:
+    """Owns the observer. `start()` on mount, `stop()` on unmount."""
+
+    def __init__(self, root: Path, post: Callable[[Message], object], poll: bool = False,
+                 poll_interval: float = 0.25) -> None:
+        self.root = Path(root).resolve()
+        self.post = post
+        self.poll = poll
+        self.observer = PollingObserver(timeout=poll_interval) if poll else Observer()
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.observer.schedule(_Handler(self.root, self.post), str(self.root), recursive=True)
+        self.observer.daemon = True
+        self.observer.start()
+
+    def stop(self) -> None:
+        if self.observer.is_alive():
+            self.observer.stop()
+            self.observer.join(timeout=2)

@@ -1,0 +1,185 @@
+"""Live curves for the selected run (loss, cosine, acceptance) or one metric overlaid across
+marked runs, plus the epoch progress of a running run. Redraws are capped (~4/s)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import ProgressBar, Static
+from textual_plotext import PlotextPlot
+
+from tui.data import ema, fmt_duration, fmt_float, fmt_int
+
+PLOTS = {
+    "loss": ("loss", [("train", "train_loss"), ("val", "val_loss")]),
+    "cosine": ("cosine", [("train", "train_cos_sim"), ("val", "val_cos_sim")]),
+    "accept": ("acceptance", [("@.80", "val_accept_80"), ("@.85", "val_accept_85"),
+                              ("@.90", "val_accept_90"), ("@.95", "val_accept_95")]),
+}
+OVERLAY_METRICS = ("val_loss", "train_loss", "val_cos_sim", "val_accept_90", "val_accept_80",
+                   "val_accept_95", "val_consecutive_90")
+MIN_REDRAW_S = 0.25
+
+
+def progress_text(status: dict[str, Any], state: str | None = None) -> str:
+    if not status:
+        return ""
+    parts = [str(state or status.get("state", "?"))]
+    if status.get("num_epochs"):
+        parts.append(f"epoch {status.get('epoch', 0)}/{status['num_epochs']}")
+    if status.get("steps_per_epoch"):
+        parts.append(f"step {status.get('step', 0)}/{status['steps_per_epoch']}")
+    if status.get("running_loss") is not None:
+        parts.append(f"loss {fmt_float(status.get('running_loss'), 4)}")
+    if status.get("tokens_per_s"):
+        parts.append(f"{fmt_int(status.get('tokens_per_s'))} tok/s")
+    if status.get("eta_s") is not None and (state or status.get("state")) == "running":
+        parts.append(f"ETA {fmt_duration(status.get('eta_s'))}")
+    if status.get("device"):
+        parts.append(str(status["device"]))
+    if status.get("error"):
+        parts.append(f"error: {status['error']}")
+    return " · ".join(parts)
+
+
+class CurvesPanel(Vertical):
+    """Plots plus a one-line progress bar. Feed it with `show_run` / `show_overlay`."""
+
+    DEFAULT_CSS = """
+    CurvesPanel { height: 1fr; }
+    CurvesPanel > #progress-row { height: 1; }
+    CurvesPanel > #progress-row > ProgressBar { width: 24; }
+    CurvesPanel > #progress-row > #progress { width: 1fr; }
+    CurvesPanel > #plots { height: 1fr; }
+    CurvesPanel PlotextPlot { width: 1fr; height: 1fr; min-height: 6; }
+    CurvesPanel #plot-overlay { display: none; }
+    CurvesPanel.-overlay #plot-overlay { display: block; }
+    CurvesPanel.-overlay .run-plot { display: none; }
+    CurvesPanel.-one .run-plot { display: none; }
+    CurvesPanel.-one .run-plot.-current { display: block; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.title = ""
+        self.history: dict[str, list[float | None]] = {}
+        self.status: dict[str, Any] = {}
+        self.state: str | None = None
+        self.overlay: dict[str, dict[str, list[float | None]]] = {}
+        self.overlay_metric = OVERLAY_METRICS[0]
+        self.log_y = False
+        self.smooth = False
+        self.current = "loss"
+        self.redraws = 0
+        self.drawn_history: dict[str, list[float | None]] = {}
+        self._last_draw = 0.0
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="progress-row"):
+            yield ProgressBar(total=None, show_eta=False, id="bar")
+            yield Static(id="progress")
+        with Horizontal(id="plots"):
+            for key in PLOTS:
+                yield PlotextPlot(id=f"plot-{key}", classes="run-plot" + (" -current" if key == self.current else ""))
+            yield PlotextPlot(id="plot-overlay")
+
+    def on_mount(self) -> None:
+        self.request_redraw()
+
+    # -- inputs ------------------------------------------------------------------------------
+    def show_run(self, title: str, history: dict, status: dict, state: str | None = None) -> None:
+        self.title, self.history, self.status, self.state = title, history, status, state
+        self._update_progress()
+        self.request_redraw()
+
+    def show_overlay(self, runs: dict[str, dict]) -> None:
+        """Overlay one metric across these runs (name -> history); fewer than two turns it off."""
+        self.overlay = runs
+        self.set_class(len(runs) >= 2, "-overlay")
+        self.request_redraw()
+
+    def toggle_log(self) -> None:
+        self.log_y = not self.log_y
+        self.request_redraw()
+
+    def toggle_smooth(self) -> None:
+        self.smooth = not self.smooth
+        self.request_redraw()
+
+    def next_metric(self) -> str:
+        self.overlay_metric = OVERLAY_METRICS[(OVERLAY_METRICS.index(self.overlay_metric) + 1) % len(OVERLAY_METRICS)]
+        self.request_redraw()
+        return self.overlay_metric
+
+    def set_single(self, single: bool) -> None:
+        """Show one plot at a time (narrow terminals); `next_view` cycles."""
+        self.set_class(single, "-one")
+
+    def next_view(self) -> str:
+        keys = list(PLOTS)
+        self.current = keys[(keys.index(self.current) + 1) % len(keys)]
+        for key in keys:
+            self.query_one(f"#plot-{key}").set_class(key == self.current, "-current")
+        self.set_single(True)
+        return self.current
+
+    # -- drawing -----------------------------------------------------------------------------
+    def _update_progress(self) -> None:
+        bar = self.query_one("#bar", ProgressBar)
+        steps, step = self.status.get("steps_per_epoch"), self.status.get("step")
+        if isinstance(steps, int) and steps > 0 and isinstance(step, int):
+            bar.update(total=steps, progress=min(step, steps))
+        bar.display = isinstance(steps, int) and steps > 0 and self.state == "running"
+        text = progress_text(self.status, self.state)
+        if not text and self.title:
+            text = f"{self.title}: {len(self.history.get('val_loss', []))} epochs"
+        self.query_one("#progress", Static).update(text)
+
+    def request_redraw(self) -> None:
+        """Draw soon, at most every MIN_REDRAW_S."""
+        if self._timer is not None:
+            return
+        delay = max(0.01, self._last_draw + MIN_REDRAW_S - time.monotonic())
+        self._timer = self.set_timer(delay, self._redraw)
+
+    def _redraw(self) -> None:
+        self._timer = None
+        self._last_draw = time.monotonic()
+        self.redraws += 1
+        self.drawn_history = self.history
+        suffix = (" log" if self.log_y else "") + (" ema" if self.smooth else "")
+        for key, (title, series) in PLOTS.items():
+            lines = [(label, self.history.get(metric, [])) for label, metric in series]
+            self._draw(self.query_one(f"#plot-{key}", PlotextPlot), f"{title}{suffix}", lines)
+        if len(self.overlay) >= 2:
+            lines = [(name, hist.get(self.overlay_metric, [])) for name, hist in self.overlay.items()]
+            self._draw(self.query_one("#plot-overlay", PlotextPlot), f"{self.overlay_metric}{suffix}", lines)
+
+    def _draw(self, plot: PlotextPlot, title: str, lines: list[tuple[str, list[float | None]]]) -> None:
+        plt = plot.plt
+        plt.clear_figure()
+        plt.title(title)
+        plt.xlabel("epoch")
+        drawn = 0
+        for label, values in lines:
+            values = ema(values) if self.smooth else values
+            points = [(i + 1, v) for i, v in enumerate(values)
+                      if v is not None and math.isfinite(v) and (v > 0 or not self.log_y)]
+            if points:
+                xs, ys = zip(*points)
+                plt.plot(list(xs), list(ys), label=label, marker="braille")
+                drawn += 1
+        longest = max((len(v) for _, v in lines), default=0)
+        if 0 < longest <= 12:
+            plt.xticks(list(range(1, longest + 1)))
+        if self.log_y and drawn:
+            plt.yscale("log")
+        if not drawn:
+            plt.title(f"{title}: no epochs yet")
+        plot.refresh()

@@ -1,0 +1,392 @@
+"""The launch panel: levels (with parameter counts at the dataset's hidden size), a dataset
+(named or a typed path, validated in a worker upstream), hyperparameters prefilled from the
+level's defaults and validated, architecture overrides under an "advanced" fold, and the
+actions start now / add to queue / queue a preset. It posts requests upward; the screen talks
+to the queue and the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.timer import Timer
+from textual.validation import Function, Integer, Number, Regex
+from textual.widgets import Button, Collapsible, Input, Label, Select, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from adapters.registry import Registry
+from tui.data import fmt_int
+
+CUSTOM = "__path__"
+DEFAULT_HIDDEN = 4096
+TRAIN_FIELDS = ("num_epochs", "batch_size", "learning_rate", "early_stopping")
+ARCH_FIELDS = ("bottleneck_dim", "num_blocks", "num_heads", "num_layers", "ffn_dim")
+LABELS = {"num_epochs": "epochs", "batch_size": "batch size", "learning_rate": "learning rate",
+          "early_stopping": "early stop", "seed": "seed", "device": "device",
+          "bottleneck_dim": "bottleneck dim", "num_blocks": "blocks", "num_heads": "heads",
+          "num_layers": "layers", "ffn_dim": "ffn dim"}
+
+
+def _positive_float(value: str) -> bool:
+    try:
+        return float(value) > 0
+    except ValueError:
+        return False
+
+
+VALIDATORS = {
+    "num_epochs": [Integer(minimum=1)], "batch_size": [Integer(minimum=1)],
+    "learning_rate": [Function(_positive_float, "must be a number > 0")],
+    "early_stopping": [Integer(minimum=0)], "seed": [Integer(minimum=0)],
+    "device": [Regex(r"^(auto|cpu|mps|cuda(:\d+)?)$", failure_description="auto, cpu, cuda, cuda:N or mps")],
+    **{k: [Integer(minimum=1)] for k in ARCH_FIELDS},
+}
+
+
+@dataclass
+class LaunchRequest:
+    levels: list[str]
+    args: dict[str, dict[str, Any]]  # per level
+    front: bool
+    dataset: str | None
+
+
+class LaunchPanel(VerticalScroll):
+    DEFAULT_CSS = """
+    LaunchPanel { height: 1fr; padding: 0 1; }
+    LaunchPanel #first-run { display: none; border: round $warning; padding: 0 1; height: auto; }
+    LaunchPanel.-first-run #first-run { display: block; }
+    LaunchPanel #first-run Button { width: auto; }
+    LaunchPanel .section { text-style: bold; color: $accent; margin-top: 1; }
+    LaunchPanel #levels { height: auto; max-height: 9; }
+    LaunchPanel #level-info, LaunchPanel #data-info, LaunchPanel #errors { height: auto; color: $text-muted; }
+    LaunchPanel #errors { color: $error; }
+    LaunchPanel .row { height: auto; }
+    LaunchPanel .field { width: 1fr; height: auto; }
+    LaunchPanel .field Label { color: $text-muted; }
+    LaunchPanel .field Input { width: 1fr; }
+    LaunchPanel #dataset { width: 24; }
+    LaunchPanel #data-path, LaunchPanel #val-path { width: 1fr; }
+    LaunchPanel #actions { height: auto; margin-top: 1; }
+    LaunchPanel #actions Button { margin-right: 1; }
+    LaunchPanel #preset { width: 20; }
+    """
+
+    BINDINGS = [
+        Binding("ctrl+s", "submit(True)", "Start now", id="launch.start_now",
+                tooltip="Queue the selected levels at the front and start"),
+        Binding("ctrl+o", "submit(False)", "Add to queue", id="launch.enqueue",
+                tooltip="Queue the selected levels at the back"),
+        Binding("ctrl+l", "preset", "Queue preset", id="launch.preset",
+                tooltip="Queue every level of the chosen preset"),
+    ]
+
+    @dataclass
+    class Submitted(Message):
+        request: LaunchRequest
+
+    @dataclass
+    class DatasetChanged(Message):
+        """A train path to inspect (in a worker upstream)."""
+        path: str
+
+    @dataclass
+    class ParamsWanted(Message):
+        hidden_dim: int
+
+    class DemoRequested(Message):
+        """Create the demo dataset and train L1 on it."""
+
+    def __init__(self, registry: Registry | None, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.registry = registry
+        self.hidden_dim = DEFAULT_HIDDEN
+        self.params: dict[str, int] = {}
+        self._prefill: dict[str, str] = {}
+        self._inspect_timer: Timer | None = None
+        self.dataset_ok: bool | None = None
+
+    # -- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        levels = self.registry.levels if self.registry else {}
+        with VerticalScroll(id="first-run"):
+            yield Static("No dataset found. Press [b]Enter[/b] to create the demo dataset "
+                         "(adapter-engine synth) and train L1 on it; curves appear in the Runs tab.")
+            yield Button("Create demo data & train L1", id="demo", variant="warning")
+            yield Static(id="synth-progress")
+        yield Label("Levels (space selects; several queue one job each)", classes="section")
+        yield SelectionList[str](*[Selection(self._level_prompt(k), k, id=k) for k in levels], id="levels")
+        yield Static(id="level-info")
+        yield Label("Hyperparameters (prefilled from the level's defaults)", classes="section")
+        with Horizontal(classes="row"):
+            for name in TRAIN_FIELDS:
+                yield from self._field(name)
+        with Horizontal(classes="row"):
+            yield from self._field("seed", placeholder="0", valid_empty=True)
+            yield from self._field("device", placeholder="auto", valid_empty=True)
+        yield Label("Dataset", classes="section")
+        with Horizontal(classes="row"):
+            names = list(self.registry.datasets) if self.registry else []
+            options = [(n, n) for n in names] + [("path…", CUSTOM)]
+            yield Select(options, value=options[0][1], allow_blank=False, id="dataset")
+            yield Input(placeholder="train data: chunk directory or .pt", id="data-path")
+            yield Input(placeholder="val data (optional)", id="val-path")
+        yield Static(id="data-info")
+        with Collapsible(title="advanced: architecture overrides (empty = level default)", id="advanced"):
+            with Horizontal(classes="row"):
+                for name in ARCH_FIELDS:
+                    yield from self._field(name, valid_empty=True)
+        yield Static(id="errors")
+        with Horizontal(id="actions"):
+            yield Button("Start now ^s", id="start", variant="success")
+            yield Button("Add to queue ^o", id="enqueue", variant="primary")
+            presets = list(self.registry.presets) if self.registry else []
+            yield Select([(p, p) for p in presets], prompt="preset", id="preset", allow_blank=not presets,
+                         **({"value": presets[0]} if presets else {}))
+            yield Button("Queue preset ^l", id="queue-preset")
+
+    def _field(self, name: str, placeholder: str = "", valid_empty: bool = False):
+        with Vertical(classes="field"):
+            yield Label(LABELS[name])
+            yield Input(placeholder=placeholder, id=f"f-{name}", validators=VALIDATORS[name],
+                        valid_empty=valid_empty)
+
+    def on_mount(self) -> None:
+        if self.registry and self.registry.levels:
+            first = next(iter(self.registry.levels))
+            self.query_one("#levels", SelectionList).select(first)
+            self._fill_defaults(first)
+            self._show_level_info(first)
+        self._dataset_selected(self.query_one("#dataset", Select).value)
+
+    # -- levels ------------------------------------------------------------------------------
+    def _level_prompt(self, key: str) -> Text:
+        spec = self.registry.levels[key]
+        count = self.params.get(key)
+        params = fmt_int(count) if count is not None else "…"
+        return Text.assemble((f"{key:<5}", "bold"), f" {spec.name:<12} ", (f"{params:>7}", "cyan"),
+                             (f"  {spec.description}", "dim"))
+
+    def set_params(self, hidden_dim: int, rows: list[dict]) -> None:
+        """Parameter counts from `adapter-engine levels --json` at `hidden_dim`."""
+        self.hidden_dim = hidden_dim
+        self.params = {r["key"]: r["params"] for r in rows if isinstance(r, dict) and "key" in r}
+        levels = self.query_one("#levels", SelectionList)
+        for key in self.registry.levels if self.registry else []:
+            levels.replace_option_prompt(key, self._level_prompt(key))
+        selected = self.selected_levels()
+        if selected:
+            self._show_level_info(selected[0])
+
+    def selected_levels(self) -> list[str]:
+        levels = self.query_one("#levels", SelectionList).selected
+        order = list(self.registry.levels) if self.registry else []
+        return sorted(levels, key=order.index)
+
+    def _show_level_info(self, key: str) -> None:
+        spec = self.registry.levels[key]
+        count = self.params.get(key)
+        t = spec.train
+        self.query_one("#level-info", Static).update(
+            f"[b]{key}[/b] {spec.name} · {fmt_int(count) if count is not None else '…'} params at H={self.hidden_dim}"
+            f" · reads {spec.consumes} · defaults: {t['num_epochs']} epochs, batch {t['batch_size']}, "
+            f"lr {t['learning_rate']:g}, early stop {t['early_stopping']}\n{spec.description}")
+
+    @on(SelectionList.SelectionHighlighted, "#levels")
+    def _level_highlighted(self, event: SelectionList.SelectionHighlighted) -> None:
+        event.stop()
+        self._show_level_info(event.selection.value)
+
+    @on(SelectionList.SelectedChanged, "#levels")
+    def _levels_changed(self, event: SelectionList.SelectedChanged) -> None:
+        event.stop()
+        selected = self.selected_levels()
+        if selected:
+            self._fill_defaults(selected[0])
+
+    def _fill_defaults(self, key: str) -> None:
+        """Prefill the training fields from `key`'s defaults, keeping what the user typed."""
+        spec = self.registry.levels[key]
+        for name in TRAIN_FIELDS:
+            box = self.query_one(f"#f-{name}", Input)
+            value = f"{spec.train[name]:g}" if isinstance(spec.train[name], float) else str(spec.train[name])
+            if box.value == self._prefill.get(name, ""):
+                box.value = value
+            self._prefill[name] = value
+        for name in ARCH_FIELDS:
+            self.query_one(f"#f-{name}", Input).placeholder = str(spec.arch.get(name, "—"))
+
+    # -- dataset -----------------------------------------------------------------------------
+    @on(Select.Changed, "#dataset")
+    def _dataset_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self._dataset_selected(event.value)
+
+    def _dataset_selected(self, value: Any) -> None:
+        train, val = self.query_one("#data-path", Input), self.query_one("#val-path", Input)
+        if self.registry and value in self.registry.datasets:
+            entry = self.registry.datasets[value]
+            train.value, val.value = str(entry.train), str(entry.val or "")
+        self._schedule_inspect()
+
+    @on(Input.Changed, "#data-path")
+    def _path_typed(self, event: Input.Changed) -> None:
+        event.stop()
+        named = self._named_dataset()
+        if named and str(self.registry.datasets[named].train) != event.value:
+            self.query_one("#dataset", Select).value = CUSTOM
+        self._schedule_inspect()
+
+    def _named_dataset(self) -> str | None:
+        value = self.query_one("#dataset", Select).value
+        return value if self.registry and value in self.registry.datasets else None
+
+    def _schedule_inspect(self) -> None:
+        if self._inspect_timer is not None:
+            self._inspect_timer.stop()
+        self._inspect_timer = self.set_timer(0.4, self._request_inspect)
+
+    def _request_inspect(self) -> None:
+        self._inspect_timer = None
+        path = self.query_one("#data-path", Input).value.strip()
+        if not path:
+            self.show_dataset(None, "type a dataset path or pick a named dataset")
+            return
+        self.query_one("#data-info", Static).update(f"inspecting {path} …")
+        self.post_message(self.DatasetChanged(path))
+
+    def show_dataset(self, info: dict | None, error: str | None = None) -> None:
+        """The inspect result (or its one-line error) for the current path."""
+        box = self.query_one("#data-info", Static)
+        if error or not info:
+            self.dataset_ok = False
+            box.update(Text(f"✗ {error}", style="bold red"))
+            return
+        self.dataset_ok = True
+        hidden = info.get("hidden_dim")
+        box.update(Text(f"✓ {info.get('format', '?')} · {fmt_int(info.get('samples'))} samples · "
+                        f"{info.get('chunks', '?')} chunks · hidden {hidden}", style="green"))
+        if isinstance(hidden, int) and hidden > 0 and (hidden != self.hidden_dim or not self.params):
+            self.post_message(self.ParamsWanted(hidden))
+
+    def set_first_run(self, first_run: bool) -> None:
+        self.set_class(first_run, "-first-run")
+        if first_run:
+            self.query_one("#demo", Button).focus()
+
+    def synth_progress(self, line: str) -> None:
+        self.query_one("#synth-progress", Static).update(line)
+
+    # -- fork --------------------------------------------------------------------------------
+    def fill_from_config(self, config: dict) -> str | None:
+        """Copy a run's level, dataset and hyperparameters into the form. Returns a problem."""
+        if not self.registry:
+            return "no registry loaded"
+        adapter = config.get("adapter") if isinstance(config.get("adapter"), dict) else {}
+        level = config.get("level_key") or adapter.get("level")
+        if isinstance(level, int) or (isinstance(level, str) and level.isdigit()):
+            level = {1: "L1", 2: "L2", 3: "L3", 4: "L4", 5: "B1" if config.get("vlm_only") else "L5",
+                     6: "L5F"}.get(int(level))
+        if level not in self.registry.levels:
+            return f"level {level!r} of this run is not in adapters.toml"
+        levels = self.query_one("#levels", SelectionList)
+        levels.deselect_all()
+        levels.select(level)
+        spec = self.registry.levels[level]
+        training = config.get("training") if isinstance(config.get("training"), dict) else {}
+        values = {"num_epochs": training.get("epochs"), "batch_size": training.get("batch_size"),
+                  "learning_rate": training.get("learning_rate"), "early_stopping": training.get("early_stopping"),
+                  "seed": config.get("seed"), "device": config.get("device")}
+        for name, value in values.items():
+            if value is not None:
+                self.query_one(f"#f-{name}", Input).value = f"{value:g}" if isinstance(value, float) else str(value)
+        for name in ARCH_FIELDS:
+            value = adapter.get(name)
+            default = spec.arch.get(name)
+            self.query_one(f"#f-{name}", Input).value = str(value) if value is not None and value != default else ""
+        # Keep the forked values even when the level selection change prefills defaults.
+        self._prefill = {name: "\0" for name in TRAIN_FIELDS}
+        data = config.get("data") if isinstance(config.get("data"), dict) else {}
+        if data.get("train_path"):
+            self.query_one("#dataset", Select).value = CUSTOM
+            self.query_one("#data-path", Input).value = str(data["train_path"])
+            self.query_one("#val-path", Input).value = str(data.get("val_path") or "")
+        return None
+
+    # -- submit ------------------------------------------------------------------------------
+    def collect(self, levels: list[str], front: bool) -> tuple[LaunchRequest | None, list[str]]:
+        """Validate the form into a request (or the list of problems)."""
+        errors: list[str] = []
+        if not levels:
+            errors.append("select at least one level")
+        typed: dict[str, Any] = {}
+        for name in TRAIN_FIELDS + ("seed", "device") + ARCH_FIELDS:
+            box = self.query_one(f"#f-{name}", Input)
+            value = box.value.strip()
+            if not value:
+                if name in TRAIN_FIELDS:
+                    errors.append(f"{LABELS[name]} is empty")
+                continue
+            result = box.validate(value)
+            if result is not None and not result.is_valid:
+                errors.append(f"{LABELS[name]}: {'; '.join(result.failure_descriptions)}")
+                continue
+            typed[name] = float(value) if name == "learning_rate" else value if name == "device" else int(value)
+        train = self.query_one("#data-path", Input).value.strip()
+        val = self.query_one("#val-path", Input).value.strip()
+        if not train:
+            errors.append("no dataset: pick one or type a path")
+        elif self.dataset_ok is False:
+            errors.append("the dataset does not validate (see above)")
+        if errors:
+            return None, errors
+        per_level: dict[str, dict[str, Any]] = {}
+        for key in levels:
+            spec = self.registry.levels[key]
+            args: dict[str, Any] = {"train_data": train}
+            if val:
+                args["val_data"] = val
+            for name in TRAIN_FIELDS:
+                # Fields left at the first level's default take each level's own default.
+                user_set = self.query_one(f"#f-{name}", Input).value.strip() != self._prefill.get(name)
+                args[name] = typed[name] if user_set or len(levels) == 1 else spec.train[name]
+            for name in ("seed", "device") + ARCH_FIELDS:
+                if name in typed and typed[name] != "auto":
+                    args[name] = typed[name]
+            per_level[key] = args
+        return LaunchRequest(levels, per_level, front, self._named_dataset()), []
+
+    def _submit(self, levels: list[str], front: bool) -> None:
+        request, errors = self.collect(levels, front)
+        self.query_one("#errors", Static).update("\n".join(f"✗ {e}" for e in errors))
+        if request:
+            self.post_message(self.Submitted(request))
+
+    def action_submit(self, front: bool) -> None:
+        self._submit(self.selected_levels(), front)
+
+    def action_preset(self) -> None:
+        preset = self.query_one("#preset", Select).value
+        if self.registry and preset in self.registry.presets:
+            self._submit(self.registry.presets[preset], False)
+
+    @on(Button.Pressed)
+    def _button(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "start":
+            self.action_submit(True)
+        elif event.button.id == "enqueue":
+            self.action_submit(False)
+        elif event.button.id == "queue-preset":
+            self.action_preset()
+        elif event.button.id == "demo":
+            event.button.disabled = True
+            self.post_message(self.DemoRequested())
+
+
