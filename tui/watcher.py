@@ -57,7 +57,7 @@ class _Handler(FileSystemEventHandler):
         self.root = root
         self.post = post
 
-    def _route(self, path: str, is_dir: bool) -> None:
+    def _route(self, path: str, is_dir: bool, kind: str) -> None:
         try:
             parts = Path(path).relative_to(self.root).parts
         except ValueError:
@@ -67,9 +67,9 @@ class _Handler(FileSystemEventHandler):
         if len(parts) == 1:
             if parts[0] in QUEUE_FILES:
                 self.post(QueueChanged())
-            elif is_dir and parts[0] not in ("datasets", "logs"):
+            elif is_dir and kind != "modified" and parts[0] not in ("datasets", "logs"):
                 self.post(LevelDirChanged(str(self.root / parts[0])))
-        elif len(parts) == 2 and is_dir:
+        elif len(parts) == 2 and is_dir and kind != "modified":
             if parts[0] not in ("datasets", "logs"):
                 self.post(RunFilesChanged(str(self.root / parts[0] / parts[1]), ""))
         elif len(parts) == 3 and parts[2] in RUN_FILES:
@@ -79,10 +79,10 @@ class _Handler(FileSystemEventHandler):
         if event.event_type in ("opened", "closed_no_write"):
             return
         if event.event_type == "moved":
-            self._route(str(event.dest_path), event.is_directory)
-            self._route(str(event.src_path), event.is_directory)
+            self._route(str(event.dest_path), event.is_directory, "moved")
+            self._route(str(event.src_path), event.is_directory, "moved")
         else:
-            self._route(str(event.src_path), event.is_directory)
+            self._route(str(event.src_path), event.is_directory, event.event_type)
 
 
 class RunsWatcher:

@@ -19,7 +19,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from adapters.registry import Registry
 from engine.rundir import LOG
-from engine.runindex import load_runs
+from engine.runindex import load_runs, summarize
 from tui.backend import Backend
 from tui.data import RunData, read_run
 from tui.messages import (DatasetInspected, JobsSubmitted, LevelsCounted, QueueLoaded, RunRead, RunsLoaded,
@@ -113,9 +113,13 @@ class MainScreen(Screen):
 
     # -- scanning and reading (thread workers) -----------------------------------------------
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
-    def scan(self) -> None:
+    def scan(self, known: list[str] | None = None) -> None:
+        known = known or []
         start = time.perf_counter()
         runs = load_runs(self.runs_dir)
+        found = {r.path for r in runs}
+        # Rows that vanished stay, saying what is wrong.
+        runs += [summarize(Path(p)) for p in known if p not in found]
         datasets = self.registry.datasets.values() if self.registry else []
         first_run = not runs and not any(Path(d.train).exists() for d in datasets)
         self.post_message(RunsLoaded(runs, time.perf_counter() - start, first_run))
@@ -158,7 +162,7 @@ class MainScreen(Screen):
 
     @on(LevelDirChanged)
     def _level_changed(self, message: LevelDirChanged) -> None:
-        self.scan()
+        self.scan(list(self.leaderboard.rows))
 
     @on(QueueChanged)
     def _queue_changed(self, message: QueueChanged) -> None:
@@ -428,7 +432,7 @@ class MainScreen(Screen):
         self.curves.next_view()
 
     def action_rescan(self) -> None:
-        self.scan()
+        self.scan(list(self.leaderboard.rows))
 
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:

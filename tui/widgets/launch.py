@@ -68,10 +68,11 @@ class LaunchPanel(VerticalScroll):
     LaunchPanel #level-info, LaunchPanel #data-info, LaunchPanel #errors { height: auto; color: $text-muted; }
     LaunchPanel #errors { color: $error; }
     LaunchPanel .row { height: auto; }
-    LaunchPanel .field { width: 1fr; height: auto; }
+    LaunchPanel .field { width: 1fr; height: auto; margin-right: 1; }
+    LaunchPanel Input { margin-right: 1; }
     LaunchPanel .field Label { color: $text-muted; }
     LaunchPanel .field Input { width: 1fr; }
-    LaunchPanel #dataset { width: 24; }
+    LaunchPanel #dataset { width: 16; margin-right: 1; }
     LaunchPanel #data-path, LaunchPanel #val-path { width: 1fr; }
     LaunchPanel #actions { height: auto; margin-top: 1; }
     LaunchPanel #actions Button { margin-right: 1; }
@@ -130,13 +131,13 @@ class LaunchPanel(VerticalScroll):
         with Horizontal(classes="row"):
             yield from self._field("seed", placeholder="0", valid_empty=True)
             yield from self._field("device", placeholder="auto", valid_empty=True)
-        yield Label("Dataset", classes="section")
+        yield Label("Dataset (named in adapters.toml, or type a path: validated as you type)", classes="section")
         with Horizontal(classes="row"):
             names = list(self.registry.datasets) if self.registry else []
             options = [(n, n) for n in names] + [("path…", CUSTOM)]
-            yield Select(options, value=options[0][1], allow_blank=False, id="dataset")
-            yield Input(placeholder="train data: chunk directory or .pt", id="data-path")
-            yield Input(placeholder="val data (optional)", id="val-path")
+            yield Select(options, value=options[0][1], allow_blank=False, id="dataset", compact=True)
+            yield Input(placeholder="train data: chunk directory or .pt", id="data-path", compact=True)
+            yield Input(placeholder="val data (optional)", id="val-path", compact=True)
         yield Static(id="data-info")
         with Collapsible(title="advanced: architecture overrides (empty = level default)", id="advanced"):
             with Horizontal(classes="row"):
@@ -147,7 +148,7 @@ class LaunchPanel(VerticalScroll):
             yield Button("Start now ^s", id="start", variant="success")
             yield Button("Add to queue ^o", id="enqueue", variant="primary")
             presets = list(self.registry.presets) if self.registry else []
-            yield Select([(p, p) for p in presets], prompt="preset", id="preset", allow_blank=not presets,
+            yield Select([(p, p) for p in presets], prompt="preset", id="preset", allow_blank=not presets, compact=True,
                          **({"value": presets[0]} if presets else {}))
             yield Button("Queue preset ^l", id="queue-preset")
 
@@ -155,7 +156,7 @@ class LaunchPanel(VerticalScroll):
         with Vertical(classes="field"):
             yield Label(LABELS[name])
             yield Input(placeholder=placeholder, id=f"f-{name}", validators=VALIDATORS[name],
-                        valid_empty=valid_empty)
+                        valid_empty=valid_empty, compact=True)
 
     def on_mount(self) -> None:
         if self.registry and self.registry.levels:

@@ -183,7 +183,7 @@ class Leaderboard(Vertical):
             return f"{run.epochs_done}/{run.num_epochs}" if run.num_epochs else str(run.epochs_done)
         if key == "state":
             label = run.state + ("*" if run.seed_format else "")
-            if run.error and run.state not in ("done",):
+            if run.error:
                 return Text(f"{label}: {run.error}"[:48], style=STATE_STYLE.get(run.state, "bold red"))
             return Text(label, style=STATE_STYLE.get(run.state, ""))
         fmt = next(f for k, _, f in self._columns if k == key)
