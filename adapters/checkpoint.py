@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ def safe_load(path: str | os.PathLike, *, mmap: bool = False, map_location: Any 
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
+        if not _looks_like_torch_file(path):
+            raise CheckpointError(f"{path} is not a torch-saved file; check the path") from None
         raise CheckpointError(
             f"{path} holds pickled Python objects, not plain tensors; refusing to load it "
             "(re-save it with tensors, dicts and lists only)"
@@ -31,6 +34,12 @@ def safe_load(path: str | os.PathLike, *, mmap: bool = False, map_location: Any 
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise CheckpointError(f"{path} is not a readable torch file ({reason})") from None
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (or, in old versions, a pickle starting with 0x80)."""
+    with open(path, "rb") as handle:
+        return zipfile.is_zipfile(handle) or handle.read(1) == b"\x80"
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

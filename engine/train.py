@@ -82,7 +82,10 @@ def prepare(settings: TrainSettings) -> Inputs:
                              "drop the flag (the hidden size comes from the data)")
     lm_head = None
     if settings.lm_head:
-        lm_head = safe_load(settings.lm_head)
+        try:
+            lm_head = safe_load(settings.lm_head)
+        except UserInputError as exc:
+            raise UserInputError(f"--lm_head: {exc}") from None
         if not isinstance(lm_head, torch.Tensor) or lm_head.dim() != 2 or lm_head.shape[1] != hidden:
             raise UserInputError(f"--lm_head {settings.lm_head} must hold one float tensor [V, {hidden}]")
         lm_head = lm_head.float()

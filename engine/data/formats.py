@@ -27,7 +27,7 @@ class Chunk:
     egpt: torch.Tensor      # [N, S, H] float
     vl: torch.Tensor        # [N, S, H] float
     seq_lens: torch.Tensor  # [N] int64
-    first_index: int = 0    # global index of sample 0, for bookkeeping
+    ids: torch.Tensor | None = None  # [N] position of each sample in the whole dataset
 
     def __len__(self) -> int:
         return self.seq_lens.shape[0]
@@ -91,11 +91,11 @@ def load_chunk(ref: ChunkRef, expect_hidden: int | None = None, *, mmap: bool = 
     chunk = validate_chunk(obj, str(ref.path), expect_hidden)
     if len(chunk) != ref.n_samples:
         raise DataError(f"{ref.path} holds {len(chunk)} samples but index.json says {ref.n_samples}")
-    chunk.first_index = ref.first_index
-    if ref.subset is not None:
-        keep = torch.tensor(ref.subset, dtype=torch.long)
-        chunk = Chunk(chunk.egpt[keep], chunk.vl[keep], chunk.seq_lens[keep], ref.first_index)
-    return chunk
+    if ref.subset is None:
+        chunk.ids = torch.arange(len(chunk)) + ref.first_index
+        return chunk
+    keep = torch.tensor(ref.subset, dtype=torch.long)
+    return Chunk(chunk.egpt[keep], chunk.vl[keep], chunk.seq_lens[keep], keep + ref.first_index)
 
 
 def _open_chunked(path: Path) -> Dataset:

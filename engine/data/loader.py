@@ -50,7 +50,7 @@ def make_batch(chunk: Chunk, rows: torch.Tensor, pin: bool = False) -> Batch:
     mask = torch.arange(longest)[None, :] < lens[:, None]
     if pin:
         egpt, vl, mask, lens = egpt.pin_memory(), vl.pin_memory(), mask.pin_memory(), lens.pin_memory()
-    return Batch(egpt, vl, mask, lens, rows + chunk.first_index)
+    return Batch(egpt, vl, mask, lens, chunk.ids[rows] if chunk.ids is not None else rows)
 
 
 class ChunkedLoader:

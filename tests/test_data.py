@@ -1,0 +1,201 @@
+"""Readers, loaders, inspection and synth: coverage, order, memory, prefetch and bad input."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_synth, run_cli
+from engine.data.formats import DataError, open_dataset, split_train_val
+from engine.data.inspect import inspect_dataset
+from engine.data.loader import ChunkedLoader, train_loader, val_loader
+
+
+def indices(loader):
+    return torch.cat([b.index for b in loader])
+
+
+def test_every_train_sample_once_per_epoch(tiny_data):
+    ds = open_dataset(tiny_data / "train")
+    loader = train_loader(ds, batch_size=10, seed=3)
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        seen = indices(loader)
+        assert sorted(seen.tolist()) == list(range(ds.num_samples))
+
+
+def test_validation_covers_every_sample_in_fixed_order(tiny_data):
+    ds = open_dataset(tiny_data / "val")
+    loader = val_loader(ds, batch_size=7)
+    batches = list(loader)
+    assert sum(b.egpt.shape[0] for b in batches) == ds.num_samples
+    assert indices(loader).tolist() == list(range(ds.num_samples))
+    assert len(loader) == len(batches)
+
+
+def test_order_depends_on_seed_and_epoch(tiny_data):
+    ds = open_dataset(tiny_data / "train")
+    a, b = train_loader(ds, 16, seed=1), train_loader(ds, 16, seed=1)
+    assert torch.equal(indices(a), indices(b))
+    b.set_epoch(1)
+    assert not torch.equal(indices(a), indices(b))
+    c = train_loader(ds, 16, seed=2)
+    assert not torch.equal(indices(a), indices(c))
+
+
+def test_batches_are_trimmed_and_masked(tiny_data):
+    ds = open_dataset(tiny_data / "train")
+    raw = torch.load(ds.chunks[0].path, weights_only=True)
+    for batch in val_loader(ds, 8):
+        assert batch.egpt.shape[1] == int(batch.seq_lens.max())
+        assert torch.equal(batch.mask.sum(1), batch.seq_lens)
+        rows = batch.index[batch.index < 64]
+        if len(rows):
+            i = int(rows[0])
+            n = int(raw["seq_lens"][i])
+            torch.testing.assert_close(batch.egpt[0, :n], raw["egpt_hidden"][i, :n])
+        break
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+@pytest.mark.slow
+def test_memory_stays_within_two_and_a_half_chunks(tmp_path):
+    # 10 chunks of ~8.4 MB (64 samples x 64 x 256 x fp32 x 2 streams)
+    make_synth(tmp_path, samples=640, val_samples=8, hidden_dim=256, max_seq=64, min_seq=60, chunk_size=64)
+    ds = open_dataset(tmp_path / "train")
+    chunk_bytes = ds.chunks[0].path.stat().st_size
+    loader = train_loader(ds, batch_size=32, seed=0)
+    for _ in loader:  # warm up allocator and page cache
+        pass
+    base = rss_bytes()
+    peak = base
+    for _ in loader:
+        peak = max(peak, rss_bytes())
+    assert peak - base <= 2.5 * chunk_bytes + 8e6, (peak - base) / chunk_bytes
+
+
+def test_prefetch_overlaps_with_a_slow_consumer(tmp_path):
+    make_synth(tmp_path, samples=256, val_samples=8, hidden_dim=128, max_seq=32, chunk_size=64)
+    ds = open_dataset(tmp_path / "train")
+    loader = ChunkedLoader(ds, batch_size=64, shuffle=True)
+    started = time.perf_counter()
+    for _ in loader:
+        time.sleep(0.15)  # compute per chunk far above the load time
+    total = time.perf_counter() - started
+    # all the waiting is the first chunk's load; later chunks were ready in time
+    assert loader.wait_s < 0.05 * total
+
+
+def test_chunked_split_holds_out_last_chunk(tiny_data):
+    ds = open_dataset(tiny_data / "train")
+    train, val, note = split_train_val(ds, 0.1, 0)
+    assert len(train.chunks) == 2 and val.chunks == ds.chunks[-1:]
+    assert "holding out the last chunk" in note
+
+
+def test_single_file_split(tmp_path, tiny_data):
+    raw = torch.load(tiny_data / "train" / "chunks" / "chunk_000000.pt", weights_only=True)
+    path = tmp_path / "one.pt"
+    torch.save({k: raw[k] for k in ("egpt_hidden", "vl_hidden", "seq_lens")}, path)
+    ds = open_dataset(path)
+    train, val, note = split_train_val(ds, 0.25, 0)
+    assert val.num_samples == 16 and train.num_samples == 48
+    ids = sorted(indices(val_loader(train, 8)).tolist() + indices(val_loader(val, 8)).tolist())
+    assert len(set(ids)) == 64
+
+
+def test_synth_is_deterministic_and_passes_deep_inspect(tmp_path):
+    a = make_synth(tmp_path / "a", samples=64, val_samples=16)
+    b = make_synth(tmp_path / "b", samples=64, val_samples=16)
+    ca = torch.load(a / "train/chunks/chunk_000000.pt", weights_only=True)
+    cb = torch.load(b / "train/chunks/chunk_000000.pt", weights_only=True)
+    assert torch.equal(ca["vl_hidden"], cb["vl_hidden"])
+    info = inspect_dataset(a / "train", deep=True)
+    assert info["samples"] == 64 and info["hidden_dim"] == 64 and info["checked"] == "deep"
+    assert not list(tmp_path.glob("a/.synth-*"))
+
+
+def test_synth_separates_copy_from_target(tiny_data):
+    raw = torch.load(tiny_data / "val/chunks/chunk_000000.pt", weights_only=True)
+    mask = torch.arange(raw["egpt_hidden"].shape[1])[None] < raw["seq_lens"][:, None]
+    cos = torch.nn.functional.cosine_similarity(raw["egpt_hidden"][mask], raw["vl_hidden"][mask], dim=-1).mean()
+    assert 0.4 < cos < 0.8  # copying the drafter states is clearly imperfect
+
+
+def test_inspect_cli_json(tiny_data):
+    out = run_cli("data", "inspect", tiny_data / "train", "--json", check=True)
+    info = json.loads(out.stdout)
+    assert (info["format"], info["samples"], info["chunks"], info["hidden_dim"]) == ("chunked", 192, 3, 64)
+    assert info["bytes_on_disk"] > 0 and info["seq_len"]["max"] <= 12
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _chunk(ds: Path) -> Path:
+    return ds / "chunks" / "chunk_000000.pt"
+
+
+def _break(tmp_path, tiny_data, how):
+    ds = _copy(tiny_data / "train", tmp_path / "ds")
+    raw = torch.load(_chunk(ds), weights_only=True)
+    if how == "missing":
+        return tmp_path / "nope", "does not exist"
+    if how == "no_index":
+        (ds / "index.json").unlink()
+        return ds, "has no index.json"
+    if how == "index_garbage":
+        (ds / "index.json").write_text("{not json")
+        return ds, "not valid JSON"
+    if how == "index_keys":
+        (ds / "index.json").write_text(json.dumps({"total_samples": 3}))
+        return ds, "non-empty 'chunks' list"
+    if how == "chunk_missing":
+        _chunk(ds).unlink()
+        return ds, "chunk_000000.pt listed in index.json is missing"
+    if how == "not_dict":
+        torch.save([raw["egpt_hidden"]], _chunk(ds))
+        return ds, "is not a dict with egpt_hidden, vl_hidden, seq_lens"
+    if how == "shapes":
+        raw["vl_hidden"] = raw["vl_hidden"][:, :, :32]
+        torch.save(raw, _chunk(ds))
+        return ds, "shapes differ"
+    if how == "lens":
+        raw["seq_lens"][0] = 99
+        torch.save(raw, _chunk(ds))
+        return ds, "seq_lens must lie in [1, 12]"
+    if how == "pickle":
+        raw["metadata"] = [Path("x")]
+        torch.save(raw, _chunk(ds))
+        return ds, "pickled Python objects"
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["missing", "no_index", "index_garbage", "index_keys", "chunk_missing",
+                                 "not_dict", "shapes", "lens", "pickle"])
+def test_bad_input_is_one_line_exit_2(tmp_path, tiny_data, how):
+    path, needle = _break(tmp_path, tiny_data, how)
+    with pytest.raises(DataError, match=None) as info:
+        inspect_dataset(path, deep=True)
+    assert needle in str(info.value)
+    out = run_cli("data", "inspect", path)
+    assert out.returncode == 2 and needle in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_train_and_val_hidden_sizes_must_agree(tmp_path, tiny_data):
+    other = make_synth(tmp_path / "other", samples=16, val_samples=16, hidden_dim=32)
+    out = run_cli("train", "--train_data", tiny_data / "train", "--val_data", other / "val",
+                  "--output_dir", tmp_path / "runs", "--num_epochs", "1")
+    assert out.returncode == 2 and "hidden size 64 and val hidden size 32 differ" in out.stderr
+    assert not (tmp_path / "runs").exists()
