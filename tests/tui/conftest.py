@@ -222,11 +222,23 @@ def backend(runs) -> FakeBackend:
 
 
 @pytest.fixture
-def app_factory(runs, backend):
+def demo_config(tmp_path, runs) -> Path:
+    """A copy of adapters.toml whose demo dataset exists (under tmp_path/runs/datasets/demo)."""
+    import shutil
+
+    config = tmp_path / "adapters.toml"
+    shutil.copy(CONFIG, config)
+    for part in ("train", "val"):
+        (runs / "datasets" / "demo" / part).mkdir(parents=True)
+    return config
+
+
+@pytest.fixture
+def app_factory(runs, backend, demo_config):
     from tui.app import make_app
 
     def factory(**kw):
-        return make_app(runs, CONFIG, poll=kw.pop("poll", False), backend=kw.pop("backend", backend))
+        return make_app(runs, kw.pop("config", demo_config), poll=kw.pop("poll", False), backend=kw.pop("backend", backend))
     return factory
 
 

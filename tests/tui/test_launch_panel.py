@@ -1,0 +1,107 @@
+"""Launch panel: defaults, validation, dataset inspection, start now / add / preset, fork, first run."""
+
+from __future__ import annotations
+
+import shutil
+
+from conftest import CONFIG, make_run, screen_text, wait_for
+from textual.widgets import Input
+
+
+def field(app, name):
+    return app.main.launch.query_one(f"#f-{name}", Input)
+
+
+async def test_keyboard_queue_l1_for_three_epochs(runs, app_factory, backend):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("2")
+        assert app.main.query_one("#tabs").active == "launch"
+        assert field(app, "num_epochs").value == "50"  # L1's default
+        await pilot.press("tab")
+        assert app.focused is field(app, "num_epochs")
+        await pilot.press("3", "ctrl+s")
+        assert await wait_for(pilot, lambda: backend.queue.job_list)
+        job = backend.queue.job_list[0]
+        assert job.level == "L1" and job.args["num_epochs"] == 3 and job.dataset == "demo"
+        assert job.args["train_data"].endswith("datasets/demo/train")
+        assert backend.queue.calls[0][2] is True  # front
+        assert backend.workers_started == 1
+        assert await wait_for(pilot, lambda: app.main.query_one("#tabs").active == "runs")
+
+
+async def test_validation_and_dataset_inspection(runs, app_factory, backend):
+    app = app_factory()
+    async with app.run_test(size=(120, 48)) as pilot:
+        await pilot.press("2")
+        launch = app.main.launch
+        field(app, "num_epochs").value = "zero"
+        field(app, "learning_rate").value = "-1"
+        launch.action_submit(False)
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert "epochs" in text and "must be a number > 0" in text
+        assert not backend.queue.job_list
+        # a typed path is inspected in a worker: error inline, then a good one with its hidden size
+        launch.query_one("#data-path", Input).value = "/nowhere/bad"
+        assert await wait_for(pilot, lambda: "not a dataset" in screen_text(app))
+        launch.query_one("#data-path", Input).value = "/some/good/data"
+        assert await wait_for(pilot, lambda: "100 samples" in screen_text(app))
+        assert await wait_for(pilot, lambda: launch.hidden_dim == 64 and launch.params)
+        assert "params at H=64" in screen_text(app)
+        field(app, "num_epochs").value = "2"
+        field(app, "learning_rate").value = "0.01"
+        field(app, "bottleneck_dim").value = "32"
+        await pilot.press("ctrl+o")
+        assert await wait_for(pilot, lambda: backend.queue.job_list)
+        job = backend.queue.job_list[0]
+        assert job.args == {"train_data": "/some/good/data", "num_epochs": 2, "batch_size": 64,
+                            "learning_rate": 0.01, "early_stopping": 10, "bottleneck_dim": 32} | (
+            {"val_data": job.args["val_data"]} if "val_data" in job.args else {})
+        assert job.dataset is None and backend.queue.calls[0][2] is False
+
+
+async def test_preset_queues_every_level_with_its_own_defaults(runs, app_factory, backend):
+    app = app_factory()
+    async with app.run_test(size=(120, 48)) as pilot:
+        await pilot.press("2")
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+l")
+        assert await wait_for(pilot, lambda: len(backend.queue.job_list) == 7)
+        by_level = {j.level: j for j in backend.queue.job_list}
+        assert by_level["L4"].args["num_epochs"] == 300 and by_level["L1"].args["num_epochs"] == 50
+
+
+async def test_fork_copies_settings(runs, app_factory):
+    make_run(runs, "L1", "L1_src", batch_note=None)
+    app = app_factory()
+    async with app.run_test(size=(120, 48)) as pilot:
+        assert await wait_for(pilot, lambda: app.main.leaderboard.table.row_count == 1)
+        assert await wait_for(pilot, lambda: app.main.cache)
+        await pilot.press("f")
+        assert await wait_for(pilot, lambda: app.main.query_one("#tabs").active == "launch")
+        assert field(app, "num_epochs").value == "3" and field(app, "batch_size").value == "8"
+        assert app.main.launch.query_one("#data-path", Input).value == "/data/train"
+        assert app.main.launch.selected_levels() == ["L1"]
+
+
+async def test_first_run_offers_demo_in_one_keystroke(tmp_path, runs, backend):
+    from tui.app import make_app
+
+    config = tmp_path / "adapters.toml"
+    shutil.copy(CONFIG, config)  # demo dataset resolves under tmp_path/runs/datasets: missing
+    app = make_app(runs, config, backend=backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: app.main.launch.has_class("-first-run"))
+        assert app.main.query_one("#tabs").active == "launch"
+        assert "demo" in screen_text(app)
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: backend.queue.job_list)
+        job = backend.queue.job_list[0]
+        assert job.level == "L1" and job.dataset == "demo"
+        assert (tmp_path / "runs" / "datasets" / "demo" / "train").is_dir()
+        assert await wait_for(pilot, lambda: app.main.query_one("#tabs").active == "runs")
+        # the run the worker creates gets selected automatically
+        make_run(runs, "L1", "L1_20990101_000000", epochs_done=1, state="running")
+        assert await wait_for(pilot, lambda: app.main.selected and app.main.selected.endswith("L1_20990101_000000"))

@@ -1,0 +1,64 @@
+"""The watcher: atomic writes (moves) reach the plot; new run directories appear; --poll works."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import history, make_run, wait_for
+from engine.fileio import write_json
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["inotify", "poll"])
+async def test_atomic_history_write_reaches_the_plot(runs, app_factory, poll):
+    run = make_run(runs, "L1", "L1_watch", epochs_done=1, state="running")
+    app = app_factory(poll=poll)
+    async with app.run_test(size=(120, 36)) as pilot:
+        curves = app.main.curves
+        assert await wait_for(pilot, lambda: len(curves.drawn_history.get("val_loss", [])) == 1)
+        redraws = curves.redraws
+        start = time.monotonic()
+        write_json(run / "history.json", history(3))  # tmp file + os.replace: arrives as a move
+        assert await wait_for(pilot, lambda: len(curves.drawn_history.get("val_loss", [])) == 3, timeout=5)
+        assert time.monotonic() - start < 3
+        assert curves.redraws > redraws
+        assert app.main.leaderboard.rows[str(run)].epochs_done == 3
+
+
+async def test_new_run_directory_appears_live(runs, app_factory):
+    make_run(runs, "L1", "L1_first")
+    app = app_factory()
+    async with app.run_test(size=(120, 36)) as pilot:
+        assert await wait_for(pilot, lambda: app.main.leaderboard.table.row_count == 1)
+        make_run(runs, "L4", "L4_new", state="running")  # a new level directory too
+        assert await wait_for(pilot, lambda: app.main.leaderboard.table.row_count == 2)
+        assert any(r.level == "L4" for r in app.main.leaderboard.rows.values())
+
+
+async def test_burst_of_writes_is_debounced(runs, app_factory):
+    run = make_run(runs, "L1", "L1_burst", epochs_done=1, state="running")
+    app = app_factory()
+    async with app.run_test(size=(120, 36)) as pilot:
+        curves = app.main.curves
+        assert await wait_for(pilot, lambda: len(curves.drawn_history.get("val_loss", [])) == 1)
+        before = curves.redraws
+        for n in range(2, 22):
+            write_json(run / "history.json", history(n))
+        assert await wait_for(pilot, lambda: len(curves.drawn_history.get("val_loss", [])) == 21)
+        await pilot.pause(0.5)
+        assert curves.redraws - before < 10  # capped at ~4/s, never one per write
+
+
+def test_observer_stops_on_exit(runs, app_factory):
+    import asyncio
+
+    app = app_factory()
+
+    async def run():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.2)
+            assert app.watcher.observer.is_alive()
+
+    asyncio.run(run())
+    assert not app.watcher.observer.is_alive()
