@@ -1,0 +1,466 @@
+"""The queue worker: one per runs directory. It claims queued jobs, runs each trainer as a child
+in its own session (process group), records the run directory as soon as it exists, honours
+cancel requests (SIGTERM, then SIGKILL after a grace period) and writes the outcome. Torch-free.
+
+    Worker(runs_dir, gpus="0,1").run()      # blocks; `adapter-engine queue worker`
+    ensure_worker(runs_dir)                 # start a detached one unless one is alive
+
+Only one worker holds `runs_dir/worker.lock` (an exclusive flock); a second one refuses to
+start. Jobs run one per listed GPU at a time (`gpus`), or one at a time without GPUs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TextIO
+
+from adapters.errors import UserInputError
+from engine.fileio import ReadError, read_json
+from engine.queue.db import Job, JobQueue, mark_run_status
+from engine.queue.signals import terminate_group
+from engine.rundir import RUN_DIR_FILE_ENV, STATUS, now_iso, pid_alive
+
+LOCK_NAME = "worker.lock"
+WORKER_LOG = "worker.log"
+LOGS_DIR = "logs"
+CPU_SLOT = "cpu"
+FINAL_STATES = ("done", "failed", "cancelled", "diverged", "interrupted")
+EXIT_STATES = {0: "done", 1: "failed", 2: "failed", 3: "diverged"}
+
+CommandFor = Callable[[Job, Path], list[str]]
+
+
+def trainer_command(job: Job, runs_dir: Path) -> list[str]:
+    """argv for `adapter-engine train` with the job's flags: True is a bare flag, None and
+    False are left out; the queue adds --config (the adapters.toml the job was planned
+    with), --output_dir and, to resume, --resume RUN_DIR. A job
+    spanning several GPUs runs under torchrun."""
+    if job.nproc > 1:
+        argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={job.nproc}",
+                "-m", "engine", "train"]
+    else:
+        argv = [sys.executable, "-m", "engine", "train"]
+    argv += ["--level", job.level]
+    for key, value in job.args.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            argv.append(f"--{key}")
+        elif isinstance(value, list):
+            argv += [f"--{key}", *(str(v) for v in value)]
+        else:
+            argv.append(f"--{key}={value}")  # `=` keeps a value starting with '-' a value
+    if job.config:
+        argv += ["--config", job.config]
+    argv += ["--output_dir", str(runs_dir)]
+    if job.resume and job.run_dir:
+        argv += ["--resume", job.run_dir]
+    return argv
+
+
+def parse_gpus(gpus: str | None) -> list[str] | None:
+    """'0,1' -> ['0', '1']; None -> None (CPU: one job at a time)."""
+    if gpus is None:
+        return None
+    ids = [g.strip() for g in gpus.split(",") if g.strip()]
+    if not ids or not all(g.isdigit() for g in ids):
+        raise UserInputError(f"--gpus {gpus!r} must be a comma-separated list of GPU indices, e.g. 0,1")
+    if len(set(ids)) != len(ids):
+        raise UserInputError(f"--gpus {gpus!r} lists a GPU twice")
+    return ids
+
+
+def last_line(path: Path, limit: int = 500) -> str | None:
+    """The last non-empty line of a log file (its tail only), or None."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 16384))
+            tail = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("=== ")]
+    return lines[-1][:limit] if lines else None
+
+
+class WorkerAlreadyRunning(UserInputError):
+    pass
+
+
+def acquire_lock(runs_dir: Path, wait_s: float = 5.0) -> int:
+    """Take runs_dir/worker.lock (exclusive flock, held for the worker's life). If another
+    worker holds it, raise WorkerAlreadyRunning, after waiting up to `wait_s` for one that is
+    stopping or still starting."""
+    path = runs_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_s
+    queue = JobQueue(runs_dir)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                status = queue.worker_status()
+                if status.alive or time.monotonic() > deadline:
+                    os.close(fd)
+                    who = f" (pid {status.pid} on {status.host})" if status.alive else ""
+                    raise WorkerAlreadyRunning(f"a queue worker is already running for {runs_dir}{who}; "
+                                               "it will run the queued jobs (`adapter-engine queue status`)") from None
+                time.sleep(0.1)
+    finally:
+        queue.close()
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+@dataclass
+class _Child:
+    job: Job
+    pid: int
+    slots: list[str]
+    log: Path
+    run_dir_file: Path
+    proc: subprocess.Popen | None = None  # None: adopted from a worker that died
+    run_dir: str | None = None
+    term_sent_at: float | None = None
+    killed: bool = False
+
+
+class Worker:
+    """Runs the queue of `runs_dir` until stopped (SIGTERM/SIGINT) or, with `exit_when_idle`,
+    until nothing is queued or running. `command_for(job, runs_dir)` builds the child's argv
+    (the real trainer by default; tests pass a stand-in)."""
+
+    def __init__(self, runs_dir: str | os.PathLike, gpus: str | None = None, *, exit_when_idle: bool = False,
+                 poll_interval: float = 1.0, grace_s: float = 30.0, heartbeat_s: float = 2.0,
+                 recover_every_s: float = 10.0, command_for: CommandFor = trainer_command,
+                 detached: bool = False, out: TextIO | None = None) -> None:
+        self.runs_dir = Path(runs_dir).absolute()
+        self.gpus = parse_gpus(gpus)
+        self.slots = self.gpus or [CPU_SLOT]
+        self.exit_when_idle = exit_when_idle
+        if not poll_interval > 0 or not grace_s >= 0:
+            raise UserInputError("--poll-interval must be > 0 and --grace >= 0")
+        self.poll_interval = poll_interval
+        self.grace_s = grace_s
+        self.heartbeat_s = heartbeat_s
+        self.recover_every_s = recover_every_s
+        self.command_for = command_for
+        self.detached = detached
+        self.out = out or sys.stdout
+        self.pid = os.getpid()
+        self.children: dict[int, _Child] = {}
+        self._stop_signal: int | None = None
+        self.queue: JobQueue | None = None
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        try:
+            print(f"{now_iso()} {message}", file=self.out, flush=True)
+        except (OSError, ValueError):
+            pass
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stop_signal = signum
+
+    def _install_signals(self) -> dict:
+        """SIGTERM/SIGINT stop the worker cleanly; a detached one ignores SIGHUP. Returns the
+        previous handlers (restored when run() returns)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if self.detached:
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        return previous
+
+    def _used_slots(self) -> set[str]:
+        return {slot for child in self.children.values() for slot in child.slots}
+
+    def _free_slots(self) -> list[str]:
+        used = self._used_slots()
+        return [slot for slot in self.slots if slot not in used]
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = acquire_lock(self.runs_dir)
+        self.queue = q = JobQueue(self.runs_dir)
+        previous_handlers = self._install_signals()
+        gpus = ",".join(self.gpus) if self.gpus else None
+        try:
+            q.heartbeat(self.pid, gpus, starting=True)
+            self.log(f"worker started: pid {self.pid}, runs {self.runs_dir}, "
+                     f"{'GPUs ' + gpus if gpus else 'CPU, one job at a time'}")
+            self._recover()
+            last_beat = last_recover = time.monotonic()
+            while True:
+                now = time.monotonic()
+                if now - last_beat >= self.heartbeat_s:
+                    q.heartbeat(self.pid)
+                    last_beat = now
+                self._poll_children()
+                if self._stop_signal is not None:
+                    self._shutdown()
+                    break
+                self._handle_cancels()
+                if now - last_recover >= self.recover_every_s:
+                    self._recover()
+                    last_recover = now
+                self._start_jobs()
+                if self.exit_when_idle and not self.children and q.stop_if_idle(self.pid):
+                    self.log("queue is empty; worker exits (--exit-when-idle)")
+                    break
+                time.sleep(self.poll_interval)
+        finally:
+            try:
+                q.worker_stopped(self.pid)
+            finally:
+                q.close()
+                os.close(lock_fd)
+                for sig, handler in previous_handlers.items():
+                    signal.signal(sig, handler)
+        return 0
+
+    def _recover(self) -> None:
+        q = self.queue
+        for job_id in q.recover(skip=set(self.children)):
+            job = q.get(job_id)
+            self.log(f"job {job_id} ({job.level}) found {job.state}: {job.error}")
+        for job in q.orphans():
+            if job.id in self.children:
+                continue
+            free = self._free_slots()
+            taken = [g for g in (job.gpus or "").split(",") if g in free] if self.gpus else free[:1]
+            q.adopt(job.id, self.pid)
+            logs = self.runs_dir / LOGS_DIR
+            child = _Child(job=job, pid=job.pid, slots=taken, log=logs / f"job_{job.id}.log",
+                           run_dir_file=logs / f"job_{job.id}.rundir", run_dir=job.run_dir)
+            self.children[job.id] = child
+            self.log(f"job {job.id} ({job.level}) adopted: its trainer pid {job.pid} outlived the previous worker")
+
+    def _start_jobs(self) -> None:
+        while self._stop_signal is None:
+            free = self._free_slots()
+            job = self.queue.claim_next(self.pid, len(free), len(self.slots))
+            if job is None:
+                return
+            self._spawn(job, free[:job.nproc])
+
+    def _spawn(self, job: Job, slots: list[str]) -> None:
+        q = self.queue
+        logs = self.runs_dir / LOGS_DIR
+        logs.mkdir(exist_ok=True)
+        log = logs / f"job_{job.id}.log"
+        run_dir_file = logs / f"job_{job.id}.rundir"
+        run_dir_file.unlink(missing_ok=True)
+        if job.resume and not (job.run_dir and Path(job.run_dir).is_dir()):
+            q.finish(job.id, "failed", None, f"cannot resume: run directory {job.run_dir} is gone")
+            self.log(f"job {job.id} ({job.level}) failed: run directory to resume is gone")
+            return
+        env = dict(os.environ)
+        env[RUN_DIR_FILE_ENV] = str(run_dir_file)
+        env["PYTHONUNBUFFERED"] = "1"
+        gpus = ",".join(slots) if self.gpus else None
+        if gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpus
+        try:
+            argv = self.command_for(job, self.runs_dir)
+            with open(log, "ab") as handle:
+                handle.write(f"=== {now_iso()} job {job.id} attempt {job.attempts}: {shlex.join(argv)}\n".encode())
+                handle.flush()
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+                                        start_new_session=True, env=env)
+        except (OSError, ValueError) as exc:
+            q.finish(job.id, "failed", None, f"cannot start the trainer: {exc}")
+            self.log(f"job {job.id} ({job.level}) failed to start: {exc}")
+            return
+        q.set_started(job.id, proc.pid, gpus)
+        self.children[job.id] = _Child(job=job, pid=proc.pid, slots=slots, log=log, run_dir_file=run_dir_file,
+                                       proc=proc, run_dir=job.run_dir if job.resume else None)
+        self.log(f"job {job.id} ({job.level}) started: pid {proc.pid}"
+                 + (f", CUDA_VISIBLE_DEVICES={gpus}" if gpus else "") + f", log {log}")
+
+    def _read_run_dir(self, child: _Child) -> None:
+        if child.run_dir is not None:
+            return
+        try:
+            text = child.run_dir_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            return
+        if not text:
+            return
+        path = Path(text)
+        if not path.is_absolute():
+            path = self.runs_dir / path
+        if path.is_dir():
+            child.run_dir = str(path)
+            self.queue.set_run_dir(child.job.id, child.run_dir)
+
+    def _poll_children(self) -> None:
+        for child in list(self.children.values()):
+            self._read_run_dir(child)
+            if child.proc is not None:
+                code = child.proc.poll()
+                if code is None:
+                    continue
+            else:
+                if pid_alive(child.pid):
+                    continue
+                code = None
+            self._finish(child, code)
+
+    def _handle_cancels(self) -> None:
+        now = time.monotonic()
+        for job_id in self.queue.cancel_requests(list(self.children)):
+            child = self.children[job_id]
+            if child.term_sent_at is None:
+                self.log(f"job {job_id} ({child.job.level}) cancel: SIGTERM to process group {child.pid}")
+                terminate_group(child.pid)
+                child.term_sent_at = now
+        self._kill_overdue(now)
+
+    def _kill_overdue(self, now: float) -> None:
+        for child in self.children.values():
+            if child.term_sent_at is not None and not child.killed and now - child.term_sent_at > self.grace_s:
+                self.log(f"job {child.job.id} ({child.job.level}) still running {self.grace_s:g} s after SIGTERM: SIGKILL")
+                terminate_group(child.pid, kill=True)
+                child.killed = True
+
+    def _shutdown(self) -> None:
+        name = signal.Signals(self._stop_signal).name
+        self.log(f"{name} received: cancelling {len(self.children)} running job(s), then exiting")
+        start = time.monotonic()
+        for child in self.children.values():
+            if child.term_sent_at is None:
+                terminate_group(child.pid)
+                child.term_sent_at = start
+        while self.children:
+            self.queue.heartbeat(self.pid)
+            self._poll_children()
+            self._kill_overdue(time.monotonic())
+            if self.children:
+                time.sleep(min(self.poll_interval, 0.2))
+
+    # -- outcome ------------------------------------------------------------------------------
+
+    def _finish(self, child: _Child, code: int | None) -> None:
+        """Set the job's state from the run's status.json, else from the exit code."""
+        job = child.job
+        self._read_run_dir(child)
+        status: dict = {}
+        if child.run_dir:
+            try:
+                data = read_json(Path(child.run_dir) / STATUS)
+                status = data if isinstance(data, dict) else {}
+            except ReadError:
+                status = {}
+        cancelled = child.term_sent_at is not None or bool(self.queue.cancel_requests([job.id]))
+        raw = status.get("state")
+        error = status.get("error") if isinstance(status.get("error"), str) else None
+        if raw in FINAL_STATES:
+            state = raw
+        elif cancelled and (code is None or code != 0 or child.killed):
+            state = "cancelled"
+        elif code is None or code < 0:
+            state = "interrupted"
+        else:
+            state = EXIT_STATES.get(code, "failed")
+        if state == "cancelled" and not error:
+            error = ("killed after the grace period" if child.killed
+                     else "stopped with the queue worker" if self._stop_signal is not None else None)
+        if state in ("failed", "diverged", "interrupted") and not error:
+            if code is not None and code < 0:
+                error = f"trainer killed by {signal.Signals(-code).name}"
+            else:
+                error = last_line(child.log) or (f"trainer exited with code {code}" if code is not None
+                                                 else "trainer process gone")
+        if raw == "running" or (child.run_dir and raw is None and state != "done"):
+            mark_run_status(child.run_dir, state, error)
+        self.queue.finish(job.id, state, code, error, child.run_dir)
+        child.run_dir_file.unlink(missing_ok=True)
+        del self.children[job.id]
+        self.log(f"job {job.id} ({job.level}) {state}" + (f" (exit {code})" if code is not None else "")
+                 + (f": {error}" if error and state != "done" else "")
+                 + (f" run {child.run_dir}" if child.run_dir else ""))
+
+
+# -- starting one in the background -----------------------------------------------------------
+
+def worker_argv(runs_dir: Path, gpus: str | None = None, *, exit_when_idle: bool = False,
+                poll_interval: float | None = None, grace_s: float | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "engine", "queue", "worker", "--runs", str(Path(runs_dir).absolute()),
+            "--detached-child"]
+    if gpus:
+        argv += ["--gpus", gpus]
+    if exit_when_idle:
+        argv.append("--exit-when-idle")
+    if poll_interval is not None:
+        argv += ["--poll-interval", str(poll_interval)]
+    if grace_s is not None:
+        argv += ["--grace", str(grace_s)]
+    return argv
+
+
+def start_detached(runs_dir: str | os.PathLike, gpus: str | None = None, *, exit_when_idle: bool = False,
+                   poll_interval: float | None = None, grace_s: float | None = None,
+                   wait_s: float = 15.0) -> int | None:
+    """Start a worker in a new session (stdin /dev/null, output appended to runs/worker.log,
+    SIGHUP ignored), so it outlives this process, its terminal and an SSH hang-up. Waits until
+    it is up; returns its pid, or None if it exited cleanly at once (idle with
+    `exit_when_idle`). A worker that fails to start raises UserInputError with its last line."""
+    runs_dir = Path(runs_dir).absolute()
+    parse_gpus(gpus)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = runs_dir / WORKER_LOG
+    argv = worker_argv(runs_dir, gpus, exit_when_idle=exit_when_idle, poll_interval=poll_interval, grace_s=grace_s)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    with JobQueue(runs_dir) as q:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            code = proc.poll()
+            if code is not None:
+                if code == 0:
+                    return None
+                raise UserInputError(f"the queue worker exited at once: {last_line(log_path) or f'exit code {code}'} "
+                                     f"(log: {log_path})")
+            status = q.worker_status()
+            if status.alive and status.pid == proc.pid:
+                break
+            time.sleep(0.05)
+    # Reap it if this process lives on (the TUI), so it never lingers as a zombie.
+    threading.Thread(target=proc.wait, name="reap-queue-worker", daemon=True).start()
+    return proc.pid
+
+
+def ensure_worker(runs_dir: str | os.PathLike, gpus: str | None = None, *, exit_when_idle: bool = True) -> int | None:
+    """If no worker is alive for `runs_dir`, start one detached. Returns the pid of the live
+    worker (the one found or the one started), or None when the new worker found nothing to do
+    and exited (with `exit_when_idle`, the default: it leaves when the queue is empty)."""
+    with JobQueue(runs_dir) as q:
+        status = q.worker_status()
+    if status.alive:
+        return status.pid
+    try:
+        return start_detached(runs_dir, gpus, exit_when_idle=exit_when_idle)
+    except UserInputError:
+        with JobQueue(runs_dir) as q:
+            status = q.worker_status()
+        if status.alive:  # another one won the race
+            return status.pid
+        raise
