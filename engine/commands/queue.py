@@ -1,0 +1,304 @@
+"""`adapter-engine queue ...`: the persistent job queue (runs/queue.db) and its worker.
+
+    queue add --preset all --dataset demo --num_epochs 2     one job per level
+    queue worker --exit-when-idle                           run them (--detach: in the background)
+    queue ls | status | cancel ID... | retry ID [--resume] | rm ID... | move ID --to N | clear --done
+
+A second worker on the same runs directory refuses to start (exit 2) and names the live one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    p.add_argument("--runs", default="runs", metavar="DIR", help="runs directory holding queue.db (default: runs)")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from engine.commands.train import add_train_flags
+
+    p = sub.add_parser("queue", help="queue trainings and run them with a detached worker",
+                       description="The job queue in RUNS/queue.db: add jobs, list, cancel, retry, reorder, and run "
+                                   "the worker that trains them one after another (one per GPU with --gpus).")
+    actions = p.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
+
+    a = actions.add_parser("add", conflict_handler="resolve", help="queue one job per level",
+                           description="Queue trainings with the flags of `adapter-engine train`. --level is "
+                                       "repeatable; --preset NAME adds the levels of adapters.toml [presets]. Each "
+                                       "level keeps its own training defaults unless a flag overrides them. The "
+                                       "levels and the data are checked now, so a job that cannot start is refused.")
+    add_train_flags(a)
+    a.add_argument("--level", action="append", metavar="KEY", help="level key of adapters.toml (repeatable)")
+    a.add_argument("--preset", metavar="NAME", help="levels of adapters.toml [presets] NAME (e.g. all)")
+    a.add_argument("--front", action="store_true", help="put the jobs at the head of the queue")
+    a.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="GPUs one job spans via torchrun (default 1; needs a worker with --gpus)")
+    a.add_argument("--output_dir", default=None, help="same as --runs (the runs directory)")
+    a.set_defaults(output_dir=None)
+    _common(a)
+    a.set_defaults(func=cmd_add)
+
+    ls = actions.add_parser("ls", help="list jobs", description="List jobs: queued ones in run order, then "
+                                                                "running ones, then finished ones newest first.")
+    _common(ls)
+    ls.set_defaults(func=cmd_ls)
+
+    c = actions.add_parser("cancel", help="cancel jobs", description="Cancel jobs. A queued job is marked "
+                           "cancelled; a running one gets SIGTERM (it saves last.pt and stops), SIGKILL after the "
+                           "grace period.")
+    c.add_argument("ids", type=int, nargs="+", metavar="ID")
+    c.add_argument("--wait", action="store_true", help="block until the jobs have stopped")
+    c.add_argument("--grace", type=float, default=30.0, metavar="S",
+                   help="with --wait: seconds before SIGKILL (default 30)")
+    _common(c, json_flag=False)
+    c.set_defaults(func=cmd_cancel)
+
+    r = actions.add_parser("retry", help="queue a failed/cancelled/interrupted/diverged job again",
+                           description="Put a finished job that did not succeed back in the queue (same id).")
+    r.add_argument("id", type=int, metavar="ID")
+    r.add_argument("--resume", action="store_true", help="continue the job's run directory from its last.pt")
+    r.add_argument("--front", action="store_true", help="put it at the head of the queue")
+    _common(r, json_flag=False)
+    r.set_defaults(func=cmd_retry)
+
+    rm = actions.add_parser("rm", help="remove queued jobs", description="Remove queued jobs (only queued ones).")
+    rm.add_argument("ids", type=int, nargs="+", metavar="ID")
+    _common(rm, json_flag=False)
+    rm.set_defaults(func=cmd_rm)
+
+    mv = actions.add_parser("move", help="reorder a queued job", description="Move a queued job to position N.")
+    mv.add_argument("id", type=int, metavar="ID")
+    mv.add_argument("--to", type=int, required=True, metavar="N", help="new 1-based position among queued jobs")
+    _common(mv, json_flag=False)
+    mv.set_defaults(func=cmd_move)
+
+    cl = actions.add_parser("clear", help="forget finished jobs", description="Remove finished jobs from the "
+                            "queue (their run directories stay).")
+    cl.add_argument("--done", action="store_true", help="remove done jobs")
+    cl.add_argument("--finished", action="store_true", help="remove every finished job (done, failed, cancelled, "
+                                                            "diverged, interrupted)")
+    _common(cl)
+    cl.set_defaults(func=cmd_clear)
+
+    w = actions.add_parser("worker", help="run queued jobs (one worker per runs directory)",
+                           description="Run queued jobs until stopped (SIGTERM/Ctrl-C cancel the running ones). "
+                                       "--detach starts it in the background, immune to logout and SSH hang-up, "
+                                       "logging to RUNS/worker.log.")
+    w.add_argument("--gpus", metavar="LIST", help="GPU indices, e.g. 0,1: one job per GPU at a time "
+                                                  "(default: one job at a time, GPUs as inherited)")
+    w.add_argument("--exit-when-idle", action="store_true", help="exit once nothing is queued or running")
+    w.add_argument("--detach", action="store_true", help="start in the background and return its pid")
+    w.add_argument("--poll-interval", type=float, default=1.0, metavar="S", help="seconds between checks (default 1)")
+    w.add_argument("--grace", type=float, default=30.0, metavar="S",
+                   help="seconds between SIGTERM and SIGKILL on cancel (default 30)")
+    w.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
+    _common(w)
+    w.set_defaults(func=cmd_worker)
+
+    s = actions.add_parser("status", help="is a worker alive, and what runs",
+                           description="Worker alive or not, pid, host, last heartbeat, running jobs, counts.")
+    _common(s)
+    s.set_defaults(func=cmd_status)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _queue(args: argparse.Namespace):
+    from engine.queue import JobQueue
+
+    return JobQueue(Path(args.runs))
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _short(text: str | None, width: int) -> str:
+    if not text:
+        return ""
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _deep_check(plan) -> None:
+    """Check the data and each job the way the trainer will, before anything is queued."""
+    from dataclasses import replace
+
+    from engine.data import inspect_dataset
+    from engine.train import prepare
+
+    for path in plan.data_paths:
+        inspect_dataset(path)
+    for i, settings in enumerate(plan.settings):
+        prepare(settings if i == 0 else replace(settings, lm_head=None))  # the LM head is checked once
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from adapters.errors import UserInputError
+    from engine.queue.plan import TRAIN_FLAG_DEFAULTS, plan_jobs
+    from engine.settings import level_key_from_args
+
+    if args.output_dir and Path(args.output_dir).absolute() != Path(args.runs).absolute() and args.runs != "runs":
+        raise UserInputError(f"--output_dir {args.output_dir} and --runs {args.runs} differ; give one of them")
+    if args.output_dir:
+        args.runs = args.output_dir
+    levels = list(args.level or [])
+    if args.adapter_level is not None:
+        levels.append(level_key_from_args(None, args.adapter_level, args.vlm_only))
+    if args.nproc < 1:
+        raise UserInputError(f"--nproc must be >= 1, got {args.nproc}")
+    skip = ("level", "config", "adapter_level", "output_dir")
+    flags = {name: getattr(args, name) for name in TRAIN_FLAG_DEFAULTS if name not in skip}
+    plan = plan_jobs(levels, preset=args.preset, config=args.config, **flags)
+    _deep_check(plan)
+    with _queue(args) as q:
+        ids = q.add_many(plan.jobs, front=args.front, dataset=plan.dataset, nproc=args.nproc, config=plan.config)
+        jobs = [q.get(i) for i in ids]
+    if args.json:
+        _print_json([job.as_dict() for job in jobs])
+        return 0
+    for job in jobs:
+        print(f"queued job {job.id}: {job.level} at position {job.position} "
+              f"({job.args.get('num_epochs')} epochs, batch {job.args.get('batch_size')}, "
+              f"lr {job.args.get('learning_rate')}) on {job.dataset}")
+    print("start a worker with `adapter-engine queue worker` (or --detach) if none is running")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _queue(args) as q:
+        q.recover()
+        jobs = q.jobs()
+    if args.json:
+        _print_json([job.as_dict() for job in jobs])
+        return 0
+    if not jobs:
+        print(f"no jobs in {Path(args.runs) / 'queue.db'}; add some with `adapter-engine queue add`")
+        return 0
+    import shutil
+
+    rows = [("ID", "#", "STATE", "LEVEL", "DATASET", "EP", "RUN", "WHEN", "ERROR")]
+    for job in jobs:
+        dataset = job.dataset or ""
+        if "/" in dataset:  # a path: its last two parts say enough (demo/train)
+            dataset = "/".join(Path(dataset).parts[-2:])
+        when = job.finished_at or job.started_at or job.created_at
+        rows.append((str(job.id), str(job.position or ""), job.state, job.level, _short(dataset, 20),
+                     str(job.args.get("num_epochs", "")), Path(job.run_dir).name if job.run_dir else "",
+                     (when or "")[11:16], " ".join((job.error or "").split())))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    room = max(20, shutil.get_terminal_size((100, 24)).columns - sum(widths) - 2 * len(widths))
+    for row in rows:
+        cells = [cell.rjust(w) if i in (0, 1, 5) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        print("  ".join(cells + [_short(row[-1], room)]).rstrip())
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _queue(args) as q:
+        before = {i: q.get(i).state for i in args.ids}
+        q.cancel(args.ids, wait=args.wait, grace_s=args.grace)
+        for job_id in args.ids:
+            job = q.get(job_id)
+            if before[job_id] == "running" and job.state == "running":
+                print(f"job {job_id}: cancel requested (the trainer stops at its next step)")
+            else:
+                print(f"job {job_id}: {job.state}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    with _queue(args) as q:
+        job_id = q.retry(args.id, resume=args.resume, front=args.front)
+        job = q.get(job_id)
+    how = f"resuming {job.run_dir}" if job.resume else "from scratch"
+    print(f"job {job.id} ({job.level}) queued again at position {job.position}, {how}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    with _queue(args) as q:
+        q.remove(args.ids)
+    print(f"removed job(s) {', '.join(map(str, args.ids))}")
+    return 0
+
+
+def cmd_move(args: argparse.Namespace) -> int:
+    with _queue(args) as q:
+        q.move(args.id, args.to)
+    print(f"job {args.id} is now at position {args.to}")
+    return 0
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    from adapters.errors import UserInputError
+    from engine.queue.db import STATES
+
+    if not (args.done or args.finished):
+        raise UserInputError("say what to clear: --done (done jobs) or --finished (every finished job)")
+    states = tuple(s for s in STATES if s not in ("queued", "running")) if args.finished else ("done",)
+    with _queue(args) as q:
+        count = q.clear(states)
+    if args.json:
+        _print_json({"removed": count})
+    else:
+        print(f"removed {count} {'finished' if args.finished else 'done'} job(s) from the queue")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from adapters.errors import UserInputError
+    from engine.queue.worker import Worker, parse_gpus, start_detached
+
+    parse_gpus(args.gpus)
+    if not args.poll_interval > 0 or args.grace < 0:
+        raise UserInputError("--poll-interval must be > 0 and --grace >= 0")
+    runs = Path(args.runs)
+    if args.detach:
+        with _queue(args) as q:
+            status = q.worker_status()
+        if status.alive:
+            raise UserInputError(f"a queue worker is already running for {runs} (pid {status.pid} on {status.host})")
+        pid = start_detached(runs, args.gpus, exit_when_idle=args.exit_when_idle,
+                             poll_interval=args.poll_interval, grace_s=args.grace)
+        if args.json:
+            _print_json({"pid": pid, "log": str(runs / "worker.log")})
+        elif pid is None:
+            print("the worker found nothing to do and exited (--exit-when-idle)")
+        else:
+            print(f"queue worker started in the background: pid {pid}, log {runs / 'worker.log'}")
+        return 0
+    worker = Worker(runs, args.gpus, exit_when_idle=args.exit_when_idle, poll_interval=args.poll_interval,
+                    grace_s=args.grace, detached=args.detached_child)
+    return worker.run()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from engine.queue.db import age_s
+
+    with _queue(args) as q:
+        q.recover()
+        status = q.worker_status()
+    if args.json:
+        _print_json(status.as_dict())
+        return 0
+    if status.alive:
+        age = age_s(status.heartbeat)
+        print(f"worker: alive, pid {status.pid} on {status.host}, heartbeat {status.heartbeat}"
+              + (f" ({age:.0f} s ago)" if age is not None else "") + (f", GPUs {status.gpus}" if status.gpus else ""))
+    elif status.pid:
+        print(f"worker: not running (last: pid {status.pid} on {status.host}, heartbeat {status.heartbeat})")
+    else:
+        print("worker: not running (none has run here yet)")
+    print(f"running jobs: {', '.join(map(str, status.running)) or 'none'}")
+    counts = ", ".join(f"{state} {n}" for state, n in sorted(status.counts.items()))
+    print(f"jobs: {counts or 'none'}")
+    return 0
