@@ -3,6 +3,7 @@ stopped on unmount) and installs the main screen; everything else lives in scree
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -38,11 +39,15 @@ class AdapterTUI(App):
         self.poll = poll
         self.config_error = config_error
         self.watcher: RunsWatcher | None = None
+        self.ready_at: float | None = None
+        self.exit_on_ready = False  # tui.bench measures first paint with it
+        self._main = MainScreen(self.runs_dir, self.registry, self.backend)
+
+    def get_default_screen(self) -> Screen:
+        return self._main
 
     def on_mount(self) -> None:
-        main = MainScreen(self.runs_dir, self.registry, self.backend)
-        self.push_screen(main)
-        self.watcher = RunsWatcher(self.runs_dir, main.post_message, poll=self.poll)
+        self.watcher = RunsWatcher(self.runs_dir, self._main.post_message, poll=self.poll)
         try:
             self.watcher.start()
         except OSError as exc:  # e.g. inotify watch limit: the user can still use --poll
@@ -50,13 +55,18 @@ class AdapterTUI(App):
         if self.config_error:
             self.notify(self.config_error, title="adapters.toml", severity="error", timeout=20)
 
+    def on_ready(self) -> None:
+        self.ready_at = time.perf_counter()
+        if self.exit_on_ready:
+            self.exit()
+
     def on_unmount(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
 
     @property
     def main(self) -> MainScreen:
-        return next(s for s in self.screen_stack if isinstance(s, MainScreen))
+        return self._main
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -95,7 +95,7 @@ async def test_first_run_offers_demo_in_one_keystroke(tmp_path, runs, backend):
     async with app.run_test(size=(80, 24)) as pilot:
         assert await wait_for(pilot, lambda: app.main.launch.has_class("-first-run"))
         assert app.main.query_one("#tabs").active == "launch"
-        assert "demo" in screen_text(app)
+        assert await wait_for(pilot, lambda: "demo" in screen_text(app))
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: backend.queue.job_list)
         job = backend.queue.job_list[0]

@@ -1,0 +1,79 @@
+"""Rendered-content checks at 80x24 and 160x48 (text of the screen), help screen, palette."""
+
+from __future__ import annotations
+
+from conftest import make_run, make_seed_run, screen_text, wait_for
+
+
+async def _loaded(app, pilot, n):
+    assert await wait_for(pilot, lambda: app.main.leaderboard.table.row_count == n)
+    assert await wait_for(pilot, lambda: app.main.curves.redraws > 0 and app.main.curves.drawn_history)
+    await pilot.pause(0.3)
+
+
+async def test_80x24_tabs_one_plot(runs, app_factory):
+    make_run(runs, "L1", "L1_20250101_000000")
+    make_seed_run(runs)
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _loaded(app, pilot, 2)
+        text = screen_text(app)
+        lines = text.splitlines()
+        assert len(lines) == 24 and all(len(line) <= 80 for line in lines)
+        assert lines[0].split() == ["Runs", "1", "Launch", "2", "Queue", "3"]
+        assert "L2_20240101_000000" in text and "best val" in text
+        assert "loss" in text and "cosine" not in text  # one plot at a time
+        assert "Sort" in lines[-1] and "palette" in lines[-1]
+        await pilot.press("v")
+        await pilot.pause(0.4)
+        assert "cosine" in screen_text(app)
+
+
+async def test_160x48_everything_side_by_side(runs, app_factory):
+    make_run(runs, "L1", "L1_20250101_000000")
+    make_run(runs, "L3", "L3_20250101_000000", start=0.4, state="running")
+    app = app_factory()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _loaded(app, pilot, 2)
+        text = screen_text(app)
+        for word in ("loss", "cosine", "acceptance", "acc@.90", "cons@.90", "time", "Quit", "Help"):
+            assert word in text, word
+
+
+async def test_help_screen_lists_bindings_with_ids(runs, app_factory):
+    app = app_factory()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        for binding_id in ("app.quit", "tab.launch", "leaderboard.sort", "queue.retry_resume", "launch.start_now"):
+            assert binding_id in text
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert "leaderboard.sort" not in screen_text(app)
+
+
+def test_every_binding_has_an_id():
+    from textual.binding import Binding
+
+    from tui.app import AdapterTUI
+    from tui.screens.help import HelpScreen
+    from tui.screens.main import MainScreen
+    from tui.widgets.launch import LaunchPanel
+    from tui.widgets.leaderboard import Leaderboard
+    from tui.widgets.queue import QueuePanel
+
+    for cls in (AdapterTUI, MainScreen, HelpScreen, LaunchPanel, Leaderboard, QueuePanel):
+        for b in cls.BINDINGS:
+            assert isinstance(b, Binding) and b.id, (cls.__name__, b)
+
+
+async def test_command_palette_has_main_actions(runs, app_factory):
+    app = app_factory()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("Start now", "Add to queue", "Queue preset", "Create demo dataset and train L1",
+                      "Toggle log-scale y", "Keys"):
+            assert title in titles

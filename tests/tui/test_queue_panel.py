@@ -1,0 +1,51 @@
+"""Queue panel: jobs with states, worker status, and every job action through the queue API."""
+
+from __future__ import annotations
+
+from conftest import screen_text, wait_for
+
+
+async def test_queue_actions(runs, app_factory, backend):
+    q = backend.queue
+    q.add_many([("L1", {"num_epochs": 3}), ("L2", {"num_epochs": 4}), ("L3", {"num_epochs": 5})])
+    q.job_list[0].state, q.job_list[0].position, q.job_list[0].run_dir = "failed", None, str(runs / "L1" / "L1_x")
+    q.job_list[0].error = "CUDA out of memory"
+    q._renumber()
+    app = app_factory()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("3")
+        panel = app.main.queue_panel
+        assert await wait_for(pilot, lambda: panel.query_one("#jobs").row_count == 3)
+        text = screen_text(app)
+        assert "worker: alive · pid 4242" in text and "failed" in text and "queued #1" in text
+        assert "CUDA out of memory" in text
+        # job 1 (failed) is highlighted: retry and retry with resume
+        await pilot.press("r")
+        assert await wait_for(pilot, lambda: ("retry", 1, False) in q.calls)
+        await pilot.press("R")
+        assert await wait_for(pilot, lambda: ("retry", 1, True) in q.calls)
+        # move job 3 up, cancel job 2, remove job 3
+        panel.query_one("#jobs").move_cursor(row=2)
+        await pilot.press("K")
+        assert await wait_for(pilot, lambda: ("move", 3, 1) in q.calls)
+        panel.query_one("#jobs").move_cursor(row=1)
+        await pilot.press("x")
+        assert await wait_for(pilot, lambda: ("cancel", [2]) in q.calls)
+        await pilot.press("d")
+        assert await wait_for(pilot, lambda: ("remove", [2]) in q.calls)
+        await pilot.press("w")
+        assert await wait_for(pilot, lambda: backend.workers_started >= 1)
+        assert await wait_for(pilot, lambda: panel.query_one("#jobs").row_count == 2)
+
+
+async def test_queue_unavailable_is_shown_not_fatal(runs, app_factory, backend):
+    class Broken:
+        def jobs(self):
+            raise RuntimeError("database is locked")
+
+    backend.queue = Broken()
+    app = app_factory()
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("3")
+        assert await wait_for(pilot, lambda: "queue unavailable" in screen_text(app))
+        assert app.is_running
