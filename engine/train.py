@@ -180,8 +180,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.learning_rate, weight_decay=0.01)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=s.num_epochs, eta_min=1e-6)
         pin = self.device.type == "cuda"
-        self.train_batches = train_loader(inputs.train, s.batch_size, s.seed, pin_memory=pin)
-        self.val_batches = val_loader(inputs.val, s.batch_size, pin_memory=pin)
+        # Each batch is used up before the next is drawn, so batch buffers can be recycled.
+        self.train_batches = train_loader(inputs.train, s.batch_size, s.seed, pin_memory=pin, reuse_buffers=3)
+        self.val_batches = val_loader(inputs.val, s.batch_size, pin_memory=pin, reuse_buffers=3)
         self.lm_head = inputs.lm_head.to(self.device) if inputs.lm_head is not None else None
         self.history: dict[str, list] = {}
         self.epoch = 0

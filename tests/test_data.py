@@ -199,3 +199,12 @@ def test_train_and_val_hidden_sizes_must_agree(tmp_path, tiny_data):
                   "--output_dir", tmp_path / "runs", "--num_epochs", "1")
     assert out.returncode == 2 and "hidden size 64 and val hidden size 32 differ" in out.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_recycled_buffers_give_the_same_batches(tiny_data):
+    ds = open_dataset(tiny_data / "train")
+    fresh = train_loader(ds, 24, seed=5)
+    recycled = train_loader(ds, 24, seed=5, reuse_buffers=2)
+    for a, b in zip(fresh, recycled):  # each batch compared before the next is drawn
+        assert torch.equal(a.index, b.index) and torch.equal(a.mask, b.mask)
+        assert torch.equal(a.egpt, b.egpt) and torch.equal(a.vl, b.vl)
