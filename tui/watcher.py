@@ -89,7 +89,7 @@ class RunsWatcher:
     """Owns the observer. `start()` on mount, `stop()` on unmount."""
 
     def __init__(self, root: Path, post: Callable[[Message], object], poll: bool = False,
-                 poll_interval: float = 0.25) -> None:
+                 poll_interval: float = 0.5) -> None:
         self.root = Path(root).resolve()
         self.post = post
         self.poll = poll

@@ -246,12 +246,20 @@ async def wait_for(pilot, predicate, timeout: float = 5.0, step: float = 0.05) -
     """Pause the pilot until predicate() is true (or time runs out)."""
     import time
 
+    from textual.css.query import NoMatches
+
+    def check() -> bool:
+        try:
+            return bool(predicate())
+        except (NoMatches, KeyError):  # lazily mounted panels, rows not loaded yet
+            return False
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
+        if check():
             return True
         await pilot.pause(step)
-    return predicate()
+    return check()
 
 
 def screen_text(app) -> str:

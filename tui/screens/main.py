@@ -13,6 +13,7 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.lazy import Lazy
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, SelectionList, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -68,6 +69,7 @@ class MainScreen(Screen):
         self.mounted_at = time.perf_counter()
         self.loaded_s: float | None = None
         self.scan_s: float | None = None
+        self.loaded_at = 0.0
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="tabs", initial="runs"):
@@ -81,9 +83,10 @@ class MainScreen(Screen):
                     with TabPane("Log t", id="log"):
                         yield LogTail(id="log-panel")
             with TabPane("Launch 2", id="launch"):
-                yield LaunchPanel(self.registry, id="launch-panel")
+                # Hidden at start: mounted after the first frame, so first paint stays fast.
+                yield Lazy(LaunchPanel(self.registry, id="launch-panel"))
             with TabPane("Queue 3", id="queue"):
-                yield QueuePanel(id="queue-panel")
+                yield Lazy(QueuePanel(id="queue-panel"))
         yield Footer()
 
     # -- shortcuts to children ---------------------------------------------------------------
@@ -176,15 +179,23 @@ class MainScreen(Screen):
         for run in message.runs:
             self.states[run.path] = run.state
         self.leaderboard.set_runs(message.runs)
-        self.loaded_s = time.perf_counter() - self.mounted_at
+        self.loaded_at = time.perf_counter()
+        if self.loaded_s is None:
+            self.loaded_s = self.loaded_at - self.mounted_at
         if self.follow_new:
             new = [r.path for r in message.runs if r.path not in known]
             if new:
                 self.leaderboard.select_path(max(new))
                 self.follow_new = False
         if message.first_run:
-            self.launch.set_first_run(True)
-            self.action_tab("launch")
+            self._offer_demo()
+
+    def _offer_demo(self) -> None:
+        if not self.query(LaunchPanel):  # still being mounted (Lazy)
+            self.set_timer(0.05, self._offer_demo)
+            return
+        self.launch.set_first_run(True)
+        self.action_tab("launch")
 
     @on(RunRead)
     def _run_read(self, message: RunRead) -> None:
@@ -214,9 +225,8 @@ class MainScreen(Screen):
 
     @on(QueueLoaded)
     def _queue_loaded(self, message: QueueLoaded) -> None:
-        self.queue_panel.set_jobs(message.jobs, message.worker)
-        if message.error:
-            self.queue_panel.query_one("#worker").update(f"queue unavailable: {message.error}")
+        for panel in self.query(QueuePanel):  # none until the Lazy mount
+            panel.set_jobs(message.jobs, message.worker, message.error)
 
     # -- selection, marks, inspector ---------------------------------------------------------
     @on(Leaderboard.RunHighlighted)
@@ -363,6 +373,10 @@ class MainScreen(Screen):
     def _synth_progress(self, message: SynthProgressed) -> None:
         self.launch.synth_progress(message.line)
 
+    @on(QueuePanel.Mounted)
+    def _queue_mounted(self, message: QueuePanel.Mounted) -> None:
+        self.load_queue()
+
     @on(QueuePanel.ActionRequested)
     def _queue_action(self, message: QueuePanel.ActionRequested) -> None:
         self.queue_action(message.action, message.job_id)
@@ -402,6 +416,9 @@ class MainScreen(Screen):
     # -- actions -----------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab
+        if (tab == "launch" and not self.query(LaunchPanel)) or (tab == "queue" and not self.query(QueuePanel)):
+            self.set_timer(0.05, lambda: self.action_tab(tab))  # still being mounted (Lazy)
+            return
         if tab == "runs":
             self.leaderboard.table.focus()
         elif tab == "queue":

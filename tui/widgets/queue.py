@@ -84,10 +84,14 @@ class QueuePanel(Vertical):
         table.tooltip = "x cancel · r retry · R retry+resume · K/J move · d remove · w worker"
         yield table
 
+    class Mounted(Message):
+        """The panel is ready for jobs (it is mounted lazily)."""
+
     def on_mount(self) -> None:
         table = self.query_one("#jobs", DataTable)
         for column in COLUMNS:
             table.add_column(column, key=column)
+        self.post_message(self.Mounted())
 
     @property
     def selected_id(self) -> int | None:
@@ -97,9 +101,10 @@ class QueuePanel(Vertical):
         key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         return int(key.value)
 
-    def set_jobs(self, jobs: list[Any], worker: Any) -> None:
+    def set_jobs(self, jobs: list[Any], worker: Any, error: str | None = None) -> None:
         self.jobs, self.worker = jobs, worker
-        self.query_one("#worker", Static).update(worker_text(worker))
+        self.query_one("#worker", Static).update(
+            Text(f"queue unavailable: {error}", style="bold red") if error else worker_text(worker))
         table = self.query_one("#jobs", DataTable)
         selected = self.selected_id
         table.clear()

@@ -1,0 +1,146 @@
+"""TUI benchmarks (SPEC §9): first paint, watch-to-plot latency (median), loading 1,000 runs.
+
+`run_bench()` returns {first_paint_s, watch_latency_median_s, load_1000_runs_s} (plus the sizes
+used, and load_at_startup_s: the same load while the app is still starting up); `python -m tui.bench [--runs N] [--samples K] [--json]` prints it, so the engine's
+`bench tui` can call it in a subprocess. Torch-free."""
+
+from __future__ import annotations
+
+import time
+
+T0 = time.perf_counter()  # before the heavy imports: first paint counts them
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from engine.fileio import write_json  # noqa: E402
+
+
+def _history(n: int) -> dict:
+    keys = ("train_loss", "train_cos_sim", "val_loss", "val_cos_sim", "val_accept_80", "val_accept_85",
+            "val_accept_90", "val_accept_95", "val_consecutive_90", "epoch_time_s")
+    h = {k: [round(1.0 / (i + 1), 4) for i in range(n)] for k in keys}
+    h["epoch"] = list(range(1, n + 1))
+    return h
+
+
+def make_runs(root: Path, n: int) -> list[Path]:
+    """n finished run directories (config, history, status) spread over the levels."""
+    levels = ("L1", "L2", "L3", "L4", "L5", "B1", "L5F")
+    paths = []
+    for i in range(n):
+        level = levels[i % len(levels)]
+        run = root / level / f"{level}_20250101_{i:06d}"
+        run.mkdir(parents=True)
+        write_json(run / "config.json", {"level_key": level, "adapter": {"params": 1000 + i},
+                                         "training": {"epochs": 5}, "timestamp": "20250101_000000"})
+        write_json(run / "history.json", _history(5))
+        write_json(run / "status.json", {"state": "done", "epoch": 5, "num_epochs": 5})
+        paths.append(run)
+    return paths
+
+
+class _NoQueue:
+    """Benchmarks measure the TUI, not SQLite: a backend with an empty queue."""
+
+    def __init__(self, runs_dir: Path) -> None:
+        self.runs_dir = runs_dir
+        self.queue = self
+
+    def jobs(self) -> list:
+        return []
+
+    def worker_status(self):
+        return None
+
+
+def first_paint(runs_dir: Path) -> float:
+    """Seconds from interpreter start of a fresh process (imports included) to the first frame."""
+    code = f"""
+import time
+t0 = time.perf_counter()
+from pathlib import Path
+import textual.screen
+from tui.app import make_app
+from tui.bench import _NoQueue
+painted = []
+_layout = textual.screen.Screen._refresh_layout
+def _refresh_layout(self, *args, **kwargs):  # the first frame is written here
+    result = _layout(self, *args, **kwargs)
+    painted.append(time.perf_counter())
+    return result
+textual.screen.Screen._refresh_layout = _refresh_layout
+root = Path({str(runs_dir)!r})
+app = make_app(root, backend=_NoQueue(root))
+app.exit_on_ready = True
+app.run(headless=True, size=(120, 40))
+print(painted[0] - t0)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "first paint failed")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+async def _in_app(runs_dir: Path, target: Path, samples: int, poll: bool) -> tuple[float, float, list[float]]:
+    from tui.app import make_app
+
+    app = make_app(runs_dir, backend=_NoQueue(runs_dir), poll=poll)
+    async with app.run_test(size=(160, 48)) as pilot:
+        main = app.main
+        while main.loaded_s is None:
+            await asyncio.sleep(0.01)
+        startup_load_s = main.loaded_s
+        await pilot.pause(1.0)  # let the lazily mounted panels settle
+        start = time.perf_counter()
+        main.action_rescan()  # the leaderboard reads all n runs again
+        while main.loaded_at < start:
+            await asyncio.sleep(0.005)
+        load_s = main.loaded_at - start
+        main.leaderboard.select_path(str(target))
+        while len(main.curves.drawn_history.get("val_loss", [])) != 5:
+            await asyncio.sleep(0.01)
+        latencies = []
+        for k in range(samples):
+            epochs = 6 + k
+            await pilot.pause(0.3)  # let the redraw cap reset, as between real epochs
+            start = time.perf_counter()
+            write_json(target / "history.json", _history(epochs))
+            deadline = start + 5
+            while len(main.curves.drawn_history.get("val_loss", [])) != epochs and time.perf_counter() < deadline:
+                await asyncio.sleep(0.005)
+            latencies.append(time.perf_counter() - start)
+        return load_s, startup_load_s, latencies
+
+
+def run_bench(n_runs: int = 1000, samples: int = 10, poll: bool = False) -> dict:
+    with tempfile.TemporaryDirectory(prefix="tui-bench-") as tmp:
+        root = Path(tmp) / "runs"
+        root.mkdir()
+        paint = first_paint(root)
+        paths = make_runs(root, n_runs)
+        load_s, startup_load_s, latencies = asyncio.run(_in_app(root, paths[0], samples, poll))
+    return {"first_paint_s": round(paint, 4), "watch_latency_median_s": round(statistics.median(latencies), 4),
+            "load_1000_runs_s": round(load_s, 4), "load_at_startup_s": round(startup_load_s, 4), "runs": n_runs, "samples": samples, "poll": poll}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tui.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=1000, help="run directories to load (default 1000)")
+    p.add_argument("--samples", type=int, default=10, help="history writes to time (default 10)")
+    p.add_argument("--poll", action="store_true", help="use the polling observer")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    args = p.parse_args(argv)
+    result = run_bench(args.runs, args.samples, args.poll)
+    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
