@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from adapters.errors import UserInputError
 from adapters.registry import is_safe_name
@@ -339,6 +339,10 @@ class JobQueue:
         nproc = _check_nproc(nproc)
         if dataset is not None and not isinstance(dataset, str):
             raise UserInputError(f"dataset must be a name or path string, got {type(dataset).__name__}")
+        if config is not None:  # the worker may run elsewhere: pin the file the jobs were planned with
+            if not Path(config).is_file():
+                raise UserInputError(f"config {config} not found")
+            config = str(Path(config).resolve())
         ids = []
         with self._tx() as db:
             lo, hi = db.execute("SELECT MIN(position), MAX(position) FROM jobs WHERE state = 'queued'").fetchone()
@@ -510,9 +514,11 @@ class JobQueue:
 
     # -- the worker's side --------------------------------------------------------------------
 
-    def claim_next(self, worker_pid: int, free_slots: int, total_slots: int) -> Job | None:
+    def claim_next(self, worker_pid: int, free_slots: int, total_slots: int,
+                   gpus_for: Callable[[int], str | None] | None = None) -> Job | None:
         """Atomically take the head of the queue for this worker, if it fits in `free_slots`.
-        A job asking for more slots than the worker has at all is failed with a message."""
+        A job asking for more slots than the worker has at all is failed with a message.
+        `gpus_for(nproc)` names the GPUs the job gets (recorded in the same transaction)."""
         with self._tx() as db:
             while True:
                 row = db.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY position, id LIMIT 1").fetchone()
@@ -525,10 +531,11 @@ class JobQueue:
                     continue
                 if row["nproc"] > free_slots:
                     return None
+                gpus = gpus_for(row["nproc"]) if gpus_for else None
                 db.execute("UPDATE jobs SET state = 'running', position = NULL, host = ?, worker_pid = ?, pid = NULL, "
-                           "started_at = ?, finished_at = NULL, exit_code = NULL, error = NULL, "
+                           "gpus = ?, started_at = ?, finished_at = NULL, exit_code = NULL, error = NULL, "
                            "attempts = attempts + 1 WHERE id = ? AND state = 'queued'",
-                           (self.host, worker_pid, now_iso(), row["id"]))
+                           (self.host, worker_pid, gpus, now_iso(), row["id"]))
                 row = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
                 return self._job(row)
 

@@ -255,7 +255,8 @@ class Worker:
     def _start_jobs(self) -> None:
         while self._stop_signal is None:
             free = self._free_slots()
-            job = self.queue.claim_next(self.pid, len(free), len(self.slots))
+            gpus_for = (lambda n, free=free: ",".join(free[:n])) if self.gpus else None
+            job = self.queue.claim_next(self.pid, len(free), len(self.slots), gpus_for)
             if job is None:
                 return
             self._spawn(job, free[:job.nproc])
