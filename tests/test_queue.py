@@ -467,3 +467,23 @@ def test_worker_sigterm_cancels_its_jobs_and_exits(q, runs, fake, tmp_path):
     job = q.get(job_id)
     assert job.state == "cancelled" and not pid_alive(trainer)
     assert not q.worker_status().alive
+
+
+def test_cancel_without_a_worker_signals_the_trainer_itself(q, runs, fake):
+    job_id = q.add("L1", {"sleep": 60})
+    env = dict(os.environ, ADAPTER_ENGINE_RUN_DIR_FILE=str(runs / "orphan.rundir"))
+    orphan = subprocess.Popen([sys.executable, str(fake), json.dumps({"sleep": 60}), str(runs)],
+                              start_new_session=True, env=env)
+    try:
+        q.claim_next(999_999_999, 1, 1)
+        q.set_started(job_id, orphan.pid, None)
+        run_dir = wait_for(lambda: (runs / "orphan.rundir").exists() and (runs / "orphan.rundir").read_text())
+        q.set_run_dir(job_id, run_dir)
+        threading.Thread(target=orphan.wait, daemon=True).start()  # init would reap it in real life
+        q.cancel([job_id], wait=True, grace_s=10)
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+    job = q.get(job_id)
+    assert job.state == "cancelled" and orphan.returncode == 0
+    assert json.loads((Path(run_dir) / "status.json").read_text())["state"] == "cancelled"
