@@ -35,6 +35,7 @@ class TrainSettings:
     hidden_dim: int | None = None
     config_path: str | None = None
     dataset: str | None = None
+    no_eval: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,7 +101,8 @@ def resolve(args: Any) -> tuple[TrainSettings, Registry]:
         level=key, train_data=str(Path(train_data)), val_data=str(Path(val_data)) if val_data else None,
         val_split=args.val_split, output_dir=args.output_dir, seed=args.seed, device=args.device,
         vlm_only=args.vlm_only or spec.vlm_only, arch_overrides=overrides, lm_head=args.lm_head,
-        hidden_dim=args.hidden_dim, config_path=str(registry.path), dataset=args.dataset, **values,
+        hidden_dim=args.hidden_dim, config_path=str(registry.path), dataset=args.dataset,
+        no_eval=getattr(args, "no_eval", False), **values,
     )
     effective_spec(registry, settings)
     return settings, registry

@@ -26,7 +26,7 @@ from engine.data.formats import DataError, Dataset, open_dataset, split_train_va
 from engine.data.loader import train_loader, val_loader
 from engine.fileio import read_json, write_json
 from engine.metrics import MetricAccumulator
-from engine.rundir import (BEST, CONFIG, CURVES, FINAL, HISTORY, LAST, LOG, RUN_DIR_FILE_ENV, StatusWriter,
+from engine.rundir import (BEST, CONFIG, CURVES, EVAL, FINAL, HISTORY, LAST, LOG, RUN_DIR_FILE_ENV, StatusWriter,
                            new_run_dir, now_iso)
 from engine.settings import TrainSettings, effective_spec
 
@@ -331,6 +331,24 @@ def finish_config(run_dir: Path, trainer: Trainer | None, state: str) -> None:
     write_json(run_dir / CONFIG, config)
 
 
+def evaluate_best(run_dir: Path, inputs: Inputs) -> None:
+    """eval.json for the best checkpoint, so every finished run carries acceptance metrics."""
+    from adapters.checkpoint import load_adapter
+    from engine.evaluate import describe, evaluate
+
+    try:
+        model, payload = load_adapter(run_dir / BEST)
+        defaults = load_registry(inputs.settings.config_path).eval
+        result = evaluate(model, inputs.val, thresholds=defaults["thresholds"], gamma=defaults["gamma"],
+                          draft_cost=defaults["draft_cost"], lm_head=inputs.lm_head, device=inputs.device,
+                          batch_size=inputs.settings.batch_size)
+        write_json(run_dir / EVAL, {"checkpoint": str(run_dir / BEST), "level": payload["level"],
+                                    "epoch": payload.get("epoch"), "data": str(inputs.val.path), **result})
+        log.info("eval of %s:\n%s", BEST, describe(result))
+    except Exception as exc:  # evaluation must never fail a finished run
+        log.warning("could not evaluate %s: %s", BEST, exc)
+
+
 def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: list[str] | None = None) -> int:
     """Validate, create or reopen the run directory, train, and record the outcome."""
     inputs = prepare(settings)  # UserInputError -> exit 2 before anything is written
@@ -383,5 +401,7 @@ def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: 
         except Exception as exc:  # a plot must never fail a finished run
             log.warning("could not draw %s: %s", CURVES, exc)
         log.info("done: best val loss %.4f at epoch %s", trainer.best_val_loss, trainer.best_epoch)
+        if not settings.no_eval:
+            evaluate_best(run_dir, inputs)
     file_handler.close()
     return code

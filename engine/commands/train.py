@@ -32,6 +32,7 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     ours.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     ours.add_argument("--lm_head", help="verifier LM head .pt [V, H] for the token-match metric")
     ours.add_argument("--config", help="adapters.toml to read (default: ./adapters.toml)")
+    ours.add_argument("--no_eval", action="store_true", help="skip the speculative-decoding eval at the end")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

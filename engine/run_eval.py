@@ -1,0 +1,68 @@
+"""Evaluate a run directory or checkpoint on its validation data (used by `eval` and the trainer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adapters.checkpoint import load_adapter, safe_load
+from adapters.errors import UserInputError
+from engine.data.formats import DataError, open_dataset, split_train_val
+from engine.evaluate import evaluate
+from engine.fileio import ReadError, read_json
+from engine.rundir import BEST, CONFIG, FINAL, LAST
+from engine.settings import TrainSettings
+
+
+def checkpoint_of(target: Path) -> Path:
+    if target.is_file():
+        return target
+    if target.is_dir():
+        for name in (BEST, FINAL, LAST):
+            if (target / name).is_file():
+                return target / name
+        raise UserInputError(f"{target} holds no checkpoint ({BEST}, {FINAL} or {LAST}); train it first")
+    raise UserInputError(f"{target} does not exist; pass a run directory or a checkpoint file")
+
+
+def run_settings(target: Path) -> TrainSettings | None:
+    run_dir = target if target.is_dir() else target.parent
+    try:
+        return TrainSettings.from_dict(read_json(run_dir / CONFIG)["settings"])
+    except (ReadError, KeyError, TypeError):
+        return None
+
+
+def load_head(path: str, hidden: int) -> torch.Tensor:
+    head = safe_load(path)
+    if not isinstance(head, torch.Tensor) or head.dim() != 2 or head.shape[1] != hidden:
+        raise UserInputError(f"--lm_head {path} must hold one float tensor [V, {hidden}]")
+    return head.float()
+
+
+def evaluate_target(target: Path, *, data: str | None, lm_head: str | None, thresholds: list[float],
+                    gamma: int, draft_cost: float, device: str = "auto") -> dict[str, Any]:
+    checkpoint = checkpoint_of(target)
+    model, payload = load_adapter(checkpoint)
+    settings = run_settings(target)
+    if data:
+        dataset = open_dataset(data)
+    elif settings is not None and settings.val_data:
+        dataset = open_dataset(settings.val_data)
+    elif settings is not None:
+        _, dataset, _ = split_train_val(open_dataset(settings.train_data), settings.val_split, settings.seed)
+    else:
+        raise UserInputError(f"{target}: no run config to find validation data in; pass --data VAL")
+    hidden = payload["init_kwargs"]["hidden_dim"]
+    if dataset.hidden_dim != hidden:
+        raise DataError(f"{dataset.path} has hidden size {dataset.hidden_dim} but the checkpoint expects {hidden}")
+    head_path = lm_head or (settings.lm_head if settings else None)
+    head = load_head(head_path, hidden) if head_path else None
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = evaluate(model, dataset, thresholds=thresholds, gamma=gamma, draft_cost=draft_cost,
+                      lm_head=head, device=device)
+    return {"checkpoint": str(checkpoint), "level": payload.get("level"), "epoch": payload.get("epoch"),
+            "data": str(dataset.path), **result}

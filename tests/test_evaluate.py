@@ -1,0 +1,107 @@
+"""Speculative-decoding metrics on hand-built cosine patterns with known answers."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import run_cli
+from engine.cli import main
+from engine.evaluate import SpecDecodeAccumulator
+
+
+def vectors(cosines, lens):
+    """pred/target in 2-D with cos(pred_t, target_t) = cosines[b][t]; mask from lens."""
+    c = torch.tensor(cosines, dtype=torch.float64)
+    target = torch.zeros(*c.shape, 2, dtype=torch.float64)
+    target[..., 0] = 1.0
+    pred = torch.stack([c, torch.sqrt(1 - c ** 2)], dim=-1)
+    mask = torch.arange(c.shape[1])[None, :] < torch.tensor(lens)[:, None]
+    return pred, target, mask
+
+
+def run(cosines, lens, thresholds=(0.9,), gamma=3, cost=0.1, head=None):
+    acc = SpecDecodeAccumulator(list(thresholds), head)
+    acc.update(*vectors(cosines, lens))
+    return acc.compute(gamma, cost)
+
+
+def test_all_accepted():
+    r = run([[1.0] * 4, [1.0] * 4], [4, 4])
+    assert r["accept_rate"]["0.9"] == 1.0
+    assert r["prefix_length"]["0.9"] == {"mean": 4.0, "median": 4.0, "p90": 4.0}
+    assert r["accept_by_position"]["0.9"] == [1.0, 1.0, 1.0, 1.0]
+    assert r["expected_accepted"]["0.9"]["3"] == 3.0 and r["expected_accepted"]["0.9"]["8"] == 4.0
+    assert r["speedup"] == pytest.approx((3 + 1) / (1 + 3 * 0.1))
+
+
+def test_none_accepted():
+    r = run([[0.0] * 3], [3])
+    assert r["accept_rate"]["0.9"] == 0.0 and r["prefix_length"]["0.9"]["mean"] == 0.0
+    assert r["accept_by_position"]["0.9"] == [0.0, 0.0, 0.0]
+    assert r["speedup"] == pytest.approx(1 / 1.3)
+
+
+def test_accept_then_reject_at_k():
+    # sample 0 rejects at position 3 (k=2 accepted), later accepts do not extend the prefix;
+    # sample 1 rejects immediately.
+    r = run([[0.95, 0.95, 0.5, 0.95, 0.95], [0.5, 0.95, 0.95, 0.95, 0.95]], [5, 5])
+    assert r["accept_rate"]["0.9"] == pytest.approx(8 / 10)
+    assert r["prefix_length"]["0.9"]["mean"] == 1.0
+    assert r["accept_by_position"]["0.9"] == [0.5, 0.5, 0.0, 0.0, 0.0]
+    assert r["expected_accepted"]["0.9"]["1"] == 0.5 and r["expected_accepted"]["0.9"]["2"] == 1.0
+
+
+def test_threshold_is_strict():
+    r = run([[0.0, 0.0]], [2], thresholds=(0.0, -0.5))  # cos exactly 0: not > 0, but > -0.5
+    assert r["accept_rate"]["0"] == 0.0 and r["accept_rate"]["-0.5"] == 1.0
+
+
+def test_padding_never_counted():
+    r = run([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0]], [2, 1])
+    assert r["tokens"] == 3 and r["accept_rate"]["0.9"] == 1.0
+    assert r["prefix_length"]["0.9"]["mean"] == 1.5  # lengths 2 and 1, not 4 and 1
+    assert r["accept_by_position"]["0.9"][2:] == [0.0, 0.0]
+
+
+def test_token_agreement_on_a_constructed_head():
+    head = torch.eye(2, dtype=torch.float64)  # token 0 = x axis, token 1 = y axis
+    # targets all point at token 0; pred points at token 0 while cos > 0.7071, at token 1 after.
+    r = run([[0.99, 0.8, 0.6, 0.1]], [4], head=head)
+    assert r["token_top1"] == pytest.approx(0.5)
+    assert r["token_top5"] == 1.0  # only two tokens: the truth is always in the top 5
+
+
+def test_p90_and_median():
+    cos = [[1.0] * k + [0.0] * (10 - k) for k in range(10)]
+    r = run(cos, [10] * 10)
+    assert r["prefix_length"]["0.9"]["median"] == pytest.approx(4.5)
+    assert r["prefix_length"]["0.9"]["p90"] == pytest.approx(torch.quantile(torch.arange(10.), 0.9).item())
+
+
+@pytest.mark.slow
+def test_trained_run_carries_eval_and_leaderboard_ranks_by_it(tmp_path, tiny_data):
+    for level in ("L1", "B1"):
+        assert main(["train", "--train_data", str(tiny_data / "train"), "--val_data", str(tiny_data / "val"),
+                     "--output_dir", str(tmp_path), "--level", level, "--num_epochs", "2", "--num_heads", "4",
+                     "--ffn_dim", "64", "--bottleneck_dim", "16", "--lm_head", str(tiny_data / "lm_head.pt")]) == 0
+    evals = sorted(tmp_path.glob("*/*/eval.json"))
+    assert len(evals) == 2
+    result = json.loads(evals[0].read_text())
+    assert {"accept_rate", "prefix_length", "accept_by_position", "expected_accepted", "speedup",
+            "token_top1", "token_top5"} <= set(result)
+    rows = json.loads(run_cli("runs", tmp_path, "--json", "--sort", "speedup", check=True).stdout)
+    speedups = [r["speedup"] for r in rows]
+    assert all(s is not None for s in speedups) and speedups == sorted(speedups, reverse=True)
+    assert rows[0]["level"] == "B1"  # reading the verifier's own states wins
+    # re-evaluating from the CLI with other settings rewrites eval.json
+    run_dir = evals[0].parent
+    out = run_cli("eval", run_dir, "--gamma", "2", "--thresholds", "0.5,0.9", "--json", check=True)
+    assert json.loads(out.stdout)["gamma"] == 2
+    assert json.loads((run_dir / "eval.json").read_text())["thresholds"] == [0.5, 0.9]
+
+
+def test_eval_bad_input(tmp_path):
+    out = run_cli("eval", tmp_path / "nope")
+    assert out.returncode == 2 and "does not exist" in out.stderr
