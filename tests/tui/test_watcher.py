@@ -57,7 +57,7 @@ def test_observer_stops_on_exit(runs, app_factory):
 
     async def run():
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.2)
+            await pilot.pause(1.0)  # lazily mounted panels are in place
             assert app.watcher.observer.is_alive()
 
     asyncio.run(run())

@@ -82,7 +82,7 @@ class CurvesPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="progress-row"):
-            yield ProgressBar(total=None, show_eta=False, id="bar")
+            yield ProgressBar(total=100, show_eta=False, id="bar")
             yield Static(id="progress")
         with Horizontal(id="plots"):
             for key in PLOTS:
@@ -135,7 +135,7 @@ class CurvesPanel(Vertical):
         steps, step = self.status.get("steps_per_epoch"), self.status.get("step")
         if isinstance(steps, int) and steps > 0 and isinstance(step, int):
             bar.update(total=steps, progress=min(step, steps))
-        bar.display = isinstance(steps, int) and steps > 0 and self.state == "running"
+        bar.display = isinstance(steps, int) and steps > 0 and self.state == "running"  # never indeterminate: it animates
         text = progress_text(self.status, self.state)
         if not text and self.title:
             text = f"{self.title}: {len(self.history.get('val_loss', []))} epochs"
