@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as given, for config.json and for re-launching under torchrun
     try:
         return int(args.func(args) or 0)
     except UserInputError as exc:

@@ -55,8 +55,19 @@ class MetricAccumulator:
         self.cos_sum += float(cos[mask].mean())
         self.batches += 1
 
+    def reduce(self, all_reduce) -> None:
+        """Sum the statistics over ranks with `all_reduce(tensor)`: pooled metrics then equal what
+        one process computes on the whole set (batches are dealt out, never split)."""
+        stats = self._stats if self._stats is not None else torch.zeros(4 + len(self.thresholds), dtype=torch.long)
+        packed = torch.cat([torch.tensor([self.loss_sum, self.cos_sum, self.batches], dtype=torch.float64),
+                            stats.double().cpu()])
+        device = self._stats.device if self._stats is not None else torch.device("cpu")
+        packed = all_reduce(packed.to(device)).cpu()
+        self.loss_sum, self.cos_sum, self.batches = packed[0].item(), packed[1].item(), int(packed[2].item())
+        self._stats = packed[3:].round().long()
+
     def compute(self, prefix: str = "val_") -> dict[str, float]:
-        if self._stats is None:
+        if self._stats is None or not self.batches:
             return {}
         tokens, samples, prefix_sum, matches, *accepts = self._stats.tolist()
         result = {

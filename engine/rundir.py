@@ -69,8 +69,9 @@ def pid_alive(pid: Any) -> bool:
 class StatusWriter:
     """Writes status.json: at every state change, and at most once per `interval_s` otherwise."""
 
-    def __init__(self, run_dir: Path, interval_s: float = 1.0, **initial: Any) -> None:
+    def __init__(self, run_dir: Path, interval_s: float = 1.0, enabled: bool = True, **initial: Any) -> None:
         self.path = Path(run_dir) / STATUS
+        self.enabled = enabled  # only one process (rank 0) writes the run directory
         self.interval_s = interval_s
         self._last_write = 0.0
         self.data: dict[str, Any] = {
@@ -85,7 +86,7 @@ class StatusWriter:
         changed_state = "state" in fields and fields["state"] != self.data.get("state")
         self.data.update(fields)
         now = time.monotonic()
-        if force or changed_state or now - self._last_write >= self.interval_s:
+        if self.enabled and (force or changed_state or now - self._last_write >= self.interval_s):
             self.data["updated_at"] = now_iso()
             write_json(self.path, self.data)
             self._last_write = now

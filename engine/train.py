@@ -24,6 +24,7 @@ from adapters.losses import level_loss, masked_cosine
 from adapters.registry import build_adapter, build_kwargs, count_parameters, load_registry
 from engine.data.formats import DataError, Dataset, open_dataset, split_train_val
 from engine.data.loader import train_loader, val_loader
+from engine.distributed import DistContext, all_reduce, any_rank, broadcast
 from engine.fileio import read_json, write_json
 from engine.metrics import MetricAccumulator
 from engine.rundir import (BEST, CONFIG, CURVES, EVAL, FINAL, HISTORY, LAST, LOG, RUN_DIR_FILE_ENV, StatusWriter,
@@ -168,8 +169,9 @@ def _predicts_next(spec: Any) -> bool:
 class Trainer:
     """One training run in one run directory (fresh or resumed)."""
 
-    def __init__(self, inputs: Inputs, run_dir: Path) -> None:
+    def __init__(self, inputs: Inputs, run_dir: Path, ctx: DistContext = DistContext()) -> None:
         self.inputs = inputs
+        self.ctx = ctx
         self.settings = s = inputs.settings
         self.run_dir = run_dir
         self.device = inputs.device
@@ -177,22 +179,30 @@ class Trainer:
         torch.manual_seed(s.seed)
         self.model = build_adapter(inputs.spec, inputs.train.hidden_dim, s.arch_overrides).to(self.device)
         self.predicts_next = self.model.predicts_next
+        self.net = self.model  # what the training step calls: the model, or its DDP wrapper
+        if ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.learning_rate, weight_decay=0.01)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=s.num_epochs, eta_min=1e-6)
         pin = self.device.type == "cuda"
         # Each batch is used up before the next is drawn, so batch buffers can be recycled.
-        self.train_batches = train_loader(inputs.train, s.batch_size, s.seed, pin_memory=pin, reuse_buffers=3)
-        self.val_batches = val_loader(inputs.val, s.batch_size, pin_memory=pin, reuse_buffers=3)
+        shard = {"rank": ctx.rank, "world_size": ctx.world_size, "pin_memory": pin, "reuse_buffers": 3}
+        self.train_batches = train_loader(inputs.train, s.batch_size, s.seed, **shard)
+        self.val_batches = val_loader(inputs.val, s.batch_size, **shard)
         self.lm_head = inputs.lm_head.to(self.device) if inputs.lm_head is not None else None
         self.history: dict[str, list] = {}
         self.epoch = 0
         self.best_val_loss = math.inf
         self.best_epoch: int | None = None
         self.bad_epochs = 0
-        self.status = StatusWriter(run_dir, num_epochs=s.num_epochs, device=str(self.device))
+        self.status = StatusWriter(run_dir, enabled=ctx.is_main, num_epochs=s.num_epochs, device=str(self.device))
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_last(self) -> None:
+        if not self.ctx.is_main:
+            return
         atomic_torch_save({
             **adapter_payload(self.model, epoch=self.epoch),
             "optimizer": self.optimizer.state_dict(),
@@ -233,13 +243,16 @@ class Trainer:
         losses, cosines, tokens = [], [], 0
         started = time.perf_counter()
         for step, batch in enumerate(loader, start=1):
-            if self.stop_signal is not None:
-                raise StopRequested
             batch = batch.to(self.device, non_blocking=True)
-            pred = self.model(batch.egpt, batch.vl, batch.mask)
+            pred = self.net(batch.egpt, batch.vl, batch.mask)
             loss = level_loss(self.predicts_next, pred, batch.vl, batch.mask)
-            if not torch.isfinite(loss):
+            # every rank must take the same decision at the same step, or the others would hang
+            stop, nonfinite = any_rank([self.stop_signal is not None, not torch.isfinite(loss).item()],
+                                       self.ctx, self.device)
+            if nonfinite:
                 raise Diverged(f"non-finite loss at epoch {self.epoch + 1} step {step}")
+            if stop:
+                raise StopRequested
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -254,8 +267,10 @@ class Trainer:
                                tokens_per_s=tokens / max(elapsed, 1e-9),
                                eta_s=epoch_eta + remaining_epochs * (elapsed / step * steps))
         elapsed = time.perf_counter() - started
-        return {"train_loss": sum(losses) / max(len(losses), 1), "train_cos_sim": sum(cosines) / max(len(cosines), 1),
-                "train_tokens_per_s": tokens / max(elapsed, 1e-9), "data_wait_frac": loader.wait_s / max(elapsed, 1e-9),
+        totals = all_reduce(torch.tensor([sum(losses), sum(cosines), len(losses), tokens], dtype=torch.float64,
+                                         device=self.device), self.ctx).tolist()
+        return {"train_loss": totals[0] / max(totals[2], 1), "train_cos_sim": totals[1] / max(totals[2], 1),
+                "train_tokens_per_s": totals[3] / max(elapsed, 1e-9), "data_wait_frac": loader.wait_s / max(elapsed, 1e-9),
                 "train_time_s": elapsed}
 
     @torch.no_grad()
@@ -263,17 +278,22 @@ class Trainer:
         self.model.eval()
         metrics = MetricAccumulator(lm_head=self.lm_head)
         for batch in self.val_batches:
-            if self.stop_signal is not None:
+            if self.stop_signal is not None and not self.ctx.enabled:
                 raise StopRequested
             batch = batch.to(self.device, non_blocking=True)
             pred = self.model(batch.egpt, batch.vl, batch.mask)
             metrics.update(pred, batch.vl, batch.mask, level_loss(self.predicts_next, pred, batch.vl, batch.mask))
+        if self.ctx.enabled:
+            metrics.reduce(lambda t: all_reduce(t, self.ctx))
+            if any_rank([self.stop_signal is not None], self.ctx, self.device)[0]:
+                raise StopRequested
         return metrics.compute("val_")
 
     def record(self, row: dict[str, Any]) -> None:
         for key, value in row.items():
             self.history.setdefault(key, []).append(value)
-        write_json(self.run_dir / HISTORY, self.history)
+        if self.ctx.is_main:
+            write_json(self.run_dir / HISTORY, self.history)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -293,7 +313,8 @@ class Trainer:
             improved = val["val_loss"] < self.best_val_loss
             if improved:
                 self.best_val_loss, self.best_epoch, self.bad_epochs = val["val_loss"], self.epoch, 0
-                atomic_torch_save(adapter_payload(self.model, epoch=self.epoch, val_loss=self.best_val_loss), self.run_dir / BEST)
+                if self.ctx.is_main:
+                    atomic_torch_save(adapter_payload(self.model, epoch=self.epoch, val_loss=self.best_val_loss), self.run_dir / BEST)
             else:
                 self.bad_epochs += 1
             self.record({"epoch": self.epoch, "train_loss": train["train_loss"], "train_cos_sim": train["train_cos_sim"],
@@ -309,7 +330,8 @@ class Trainer:
                 log.info("early stopping: no improvement for %d epochs (best %.4f at epoch %d)",
                          self.bad_epochs, self.best_val_loss, self.best_epoch)
                 break
-        atomic_torch_save(adapter_payload(self.model, epoch=self.epoch), self.run_dir / FINAL)
+        if self.ctx.is_main:
+            atomic_torch_save(adapter_payload(self.model, epoch=self.epoch), self.run_dir / FINAL)
         return EXIT_DONE
 
 
@@ -349,27 +371,49 @@ def evaluate_best(run_dir: Path, inputs: Inputs) -> None:
         log.warning("could not evaluate %s: %s", BEST, exc)
 
 
-def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: list[str] | None = None) -> int:
-    """Validate, create or reopen the run directory, train, and record the outcome."""
-    inputs = prepare(settings)  # UserInputError -> exit 2 before anything is written
-    if resume_dir is None:
+def open_run_dir(settings: TrainSettings, inputs: Inputs, resume_dir: Path | None, argv: list[str] | None,
+                 ctx: DistContext) -> Path:
+    """Rank 0 creates the run directory (or reopens it to resume); every rank learns its path."""
+    run_dir = resume_dir
+    if ctx.is_main and resume_dir is None:
         run_dir = new_run_dir(Path(settings.output_dir), settings.level)
         write_json(run_dir / CONFIG, seed_config(inputs, run_dir, argv or sys.argv))
-    else:
-        run_dir = resume_dir
-    if os.environ.get(RUN_DIR_FILE_ENV):
+    run_dir = Path(broadcast(str(run_dir), ctx))
+    if ctx.is_main and os.environ.get(RUN_DIR_FILE_ENV):
         Path(os.environ[RUN_DIR_FILE_ENV]).write_text(str(run_dir.resolve()))
-    file_handler = setup_logging(run_dir)
+    return run_dir
+
+
+def use_local_device(inputs: Inputs, ctx: DistContext) -> None:
+    """Under torchrun with CUDA, each rank takes the GPU of its local rank."""
+    if ctx.enabled and inputs.device.type == "cuda":
+        inputs.device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(inputs.device)
+
+
+def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: list[str] | None = None) -> int:
+    """Validate, create or reopen the run directory, train, and record the outcome."""
+    from engine import distributed
+
+    inputs = prepare(settings)  # UserInputError -> exit 2 before anything is written
+    ctx = distributed.init(inputs.device)
+    use_local_device(inputs, ctx)
+    run_dir = open_run_dir(settings, inputs, resume_dir, argv, ctx)
+    file_handler = setup_logging(run_dir) if ctx.is_main else None
+    if not ctx.is_main:
+        log.handlers[:] = [logging.StreamHandler(sys.stderr)]
+        log.setLevel(logging.WARNING)
     log.info("run directory %s", run_dir)
     if inputs.split_note:
         log.info(inputs.split_note)
-    log.info("level %s (%s, %s params) on %s; %d train / %d val samples, hidden %d",
+    log.info("level %s (%s, %s params) on %s%s; %d train / %d val samples, hidden %d",
              settings.level, inputs.spec.class_name, f"{inputs.params:,}", inputs.device,
+             f" x {ctx.world_size} ranks" if ctx.enabled else "",
              inputs.train.num_samples, inputs.val.num_samples, inputs.train.hidden_dim)
     trainer: Trainer | None = None
     state, code, error = "failed", EXIT_FAILED, None
     try:
-        trainer = Trainer(inputs, run_dir)
+        trainer = Trainer(inputs, run_dir, ctx)
         previous = {sig: signal.signal(sig, lambda signum, frame: setattr(trainer, "stop_signal", signum))
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -388,20 +432,29 @@ def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: 
     except Exception as exc:  # any other failure: one line in status.json, the traceback in train.log
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
         log.error("failed: %s\n%s", error, traceback.format_exc())
+    distributed.shutdown(ctx)
+    if ctx.is_main:
+        finish_run(run_dir, inputs, trainer, state, error)
+    if file_handler is not None:
+        file_handler.close()
+    return code
+
+
+def finish_run(run_dir: Path, inputs: Inputs, trainer: Trainer | None, state: str, error: str | None) -> None:
+    """Final status, config, curves and evaluation (rank 0 only)."""
     if trainer is not None:
         trainer.status.update(force=True, state=state, error=error)
     else:
         StatusWriter(run_dir, state=state, error=error).update(force=True)
     finish_config(run_dir, trainer, state)
-    if state == "done":
-        from engine.plots import save_curves
+    if state != "done":
+        return
+    from engine.plots import save_curves
 
-        try:
-            save_curves(run_dir / HISTORY, run_dir / CURVES)
-        except Exception as exc:  # a plot must never fail a finished run
-            log.warning("could not draw %s: %s", CURVES, exc)
-        log.info("done: best val loss %.4f at epoch %s", trainer.best_val_loss, trainer.best_epoch)
-        if not settings.no_eval:
-            evaluate_best(run_dir, inputs)
-    file_handler.close()
-    return code
+    try:
+        save_curves(run_dir / HISTORY, run_dir / CURVES)
+    except Exception as exc:  # a plot must never fail a finished run
+        log.warning("could not draw %s: %s", CURVES, exc)
+    log.info("done: best val loss %.4f at epoch %s", trainer.best_val_loss, trainer.best_epoch)
+    if not inputs.settings.no_eval:
+        evaluate_best(run_dir, inputs)

@@ -208,3 +208,29 @@ def test_recycled_buffers_give_the_same_batches(tiny_data):
     for a, b in zip(fresh, recycled):  # each batch compared before the next is drawn
         assert torch.equal(a.index, b.index) and torch.equal(a.mask, b.mask)
         assert torch.equal(a.egpt, b.egpt) and torch.equal(a.vl, b.vl)
+
+
+@pytest.mark.parametrize("chunks, world", [(3, 2), (4, 2), (2, 3), (1, 2), (5, 4)])
+def test_ranks_share_every_sample_once_with_equal_steps(tmp_path, chunks, world):
+    make_synth(tmp_path, samples=50 * chunks - 7, val_samples=8, hidden_dim=16, max_seq=6, chunk_size=50)
+    ds = open_dataset(tmp_path / "train")
+    for epoch in range(2):
+        seen, steps = [], []
+        for rank in range(world):
+            loader = train_loader(ds, 16, seed=1, rank=rank, world_size=world)
+            loader.set_epoch(epoch)
+            batches = list(loader)
+            steps.append(len(batches))
+            assert len(loader) == len(batches)
+            seen.append(torch.cat([b.index for b in batches]))
+        assert len(set(steps)) == 1, steps
+        everything = torch.cat(seen).tolist()
+        assert sorted(everything) == list(range(ds.num_samples))
+
+
+def test_validation_batches_dealt_round_robin(tiny_data):
+    ds = open_dataset(tiny_data / "train")
+    single = [b.index for b in val_loader(ds, 10)]
+    dealt = [[b.index for b in val_loader(ds, 10, rank=r, world_size=2)] for r in range(2)]
+    assert [t.tolist() for t in dealt[0]] == [t.tolist() for t in single[0::2]]
+    assert [t.tolist() for t in dealt[1]] == [t.tolist() for t in single[1::2]]

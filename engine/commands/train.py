@@ -40,24 +40,53 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train one adapter level. Seed commands run with only the script name changed.")
     add_train_flags(p)
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last.pt (other flags are ignored)")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes on this machine, started through torchrun (default 1)")
     p.set_defaults(func=run)
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            out.append(item)
+    return out
+
+
+def relaunch_under_torchrun(argv: list[str], nproc: int) -> None:
+    """Replace this process with `torchrun --standalone --nproc_per_node N -m engine ARGV`, so
+    signals sent to this pid reach torchrun, which forwards them to every rank."""
+    import os
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "engine", *without_nproc(argv)]
+    sys.stdout.flush()
+    os.execv(sys.executable, command)
 
 
 def run(args: argparse.Namespace) -> int:
     from adapters.errors import UserInputError
+    from engine.distributed import launched_by_torchrun
     from engine.fileio import ReadError, read_json
     from engine.rundir import CONFIG
     from engine.settings import TrainSettings, resolve
-    from engine.train import run_training
+    from engine.train import prepare, run_training
 
-    argv = ["adapter-engine", *sys.argv[1:]]
-    if args.resume:
-        run_dir = Path(args.resume)
+    if args.nproc < 1:
+        raise UserInputError(f"--nproc must be >= 1, got {args.nproc}")
+    resume_dir = Path(args.resume) if args.resume else None
+    if resume_dir is not None:
         try:
-            config = read_json(run_dir / CONFIG)
-            settings = TrainSettings.from_dict(config["settings"])
+            settings = TrainSettings.from_dict(read_json(resume_dir / CONFIG)["settings"])
         except (ReadError, KeyError, TypeError) as exc:
-            raise UserInputError(f"--resume {run_dir}: not a resumable run directory ({exc})") from None
-        return run_training(settings, resume_dir=run_dir, argv=argv)
-    settings, _ = resolve(args)
-    return run_training(settings, argv=argv)
+            raise UserInputError(f"--resume {resume_dir}: not a resumable run directory ({exc})") from None
+    else:
+        settings, _ = resolve(args)
+    if args.nproc > 1 and not launched_by_torchrun():
+        prepare(settings)  # bad input fails here, once, with exit 2, not in every rank
+        relaunch_under_torchrun(args.argv, args.nproc)  # does not return
+    return run_training(settings, resume_dir=resume_dir, argv=["adapter-engine", *args.argv])

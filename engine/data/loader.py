@@ -112,6 +112,14 @@ def make_batch(chunk: Chunk, rows: torch.Tensor, pin: bool = False, ring: Buffer
     return Batch(egpt, vl, mask, lens, ids)
 
 
+def split_sizes(n: int, batches: int, batch_size: int) -> list[int]:
+    """Sizes of `batches` batches covering n samples: full batches and a remainder when that
+    is enough, otherwise (extra steps to match other ranks) near-equal sizes."""
+    if batches == -(-n // batch_size):
+        return [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    return [len(part) for part in torch.arange(n).tensor_split(batches)]
+
+
 class ChunkedLoader:
     """Iterates batches over a list of chunks with one chunk prefetched in the background.
 
@@ -120,7 +128,11 @@ class ChunkedLoader:
         batch_size: samples per batch (the last batch of a chunk may be smaller).
         shuffle: shuffle chunk order and samples within chunks from (seed, epoch).
         seed: base seed for shuffling.
-        rank, world_size: this process reads chunks rank, rank + world_size, ...
+        rank, world_size: distributed sharding. Shuffled (training) loaders give each rank a
+            disjoint share of the chunks (or, with fewer chunks than ranks, of each chunk's
+            samples), split so that every rank takes the same number of steps and every sample
+            is used exactly once per epoch across ranks. Unshuffled (validation) loaders deal
+            the single-process batches out round-robin, so pooled sums equal one process's.
         pin_memory: pin host batches (for non-blocking copies to CUDA).
         reuse_buffers: if > 0, gather into a ring of that many preallocated buffers (see
             BufferRing): a batch is then valid only until that many more are drawn.
@@ -130,6 +142,8 @@ class ChunkedLoader:
                  rank: int = 0, world_size: int = 1, pin_memory: bool = False, reuse_buffers: int = 0) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -144,15 +158,73 @@ class ChunkedLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def chunk_order(self) -> list[ChunkRef]:
+    def _chunk_order(self) -> list[ChunkRef]:
         chunks = self.dataset.chunks
         if self.shuffle:
             order = torch.randperm(len(chunks), generator=epoch_generator(self.seed, self.epoch)).tolist()
             chunks = [chunks[i] for i in order]
-        return chunks[self.rank::self.world_size]
+        return chunks
+
+    def _rows(self, position: int, n: int) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(n)
+        return torch.randperm(n, generator=epoch_generator(self.seed, self.epoch * 100_003 + position + 1))
+
+    def schedule(self) -> list[tuple[ChunkRef, list[tuple[int, int]] | None, int]]:
+        """This rank's plan for the epoch: (chunk, batch (start, size) pairs or None for a
+        rank-strided share, chunk position). Depends only on seed, epoch, rank and world size."""
+        chunks, world, b = self._chunk_order(), self.world_size, self.batch_size
+        if world == 1:
+            return [(ref, None, i) for i, ref in enumerate(chunks)]
+        if not self.shuffle:
+            return [(ref, None, i) for i, ref in enumerate(chunks)]
+        if len(chunks) >= world:
+            shares = [[(i, len(ref)) for i, ref in enumerate(chunks) if i % world == r] for r in range(world)]
+        else:  # fewer chunks than ranks: every rank takes a strided share of every chunk
+            shares = [[(i, len(range(r, len(ref), world))) for i, ref in enumerate(chunks)] for r in range(world)]
+        steps = max(sum(-(-m // b) for _, m in share) for share in shares)
+        mine = shares[self.rank]
+        counts = [-(-m // b) for _, m in mine]
+        extra, k = steps - sum(counts), 0
+        while extra > 0:  # split some batches in two so this rank takes as many steps as the busiest
+            if counts[k % len(counts)] < mine[k % len(counts)][1]:
+                counts[k % len(counts)] += 1
+                extra -= 1
+            k += 1
+        plan = []
+        for (i, m), count in zip(mine, counts):
+            sizes = split_sizes(m, count, b)
+            starts = [sum(sizes[:j]) for j in range(len(sizes))]
+            plan.append((chunks[i], list(zip(starts, sizes)), i))
+        return plan
+
+    def _batches_of(self, chunk: Chunk, plan: list[tuple[int, int]] | None, position: int) -> Iterator[torch.Tensor]:
+        rows = self._rows(position, len(chunk))
+        if self.world_size > 1 and self.shuffle and len(self.dataset.chunks) < self.world_size:
+            rows = rows[self.rank::self.world_size]
+        if plan is not None:
+            for start, size in plan:
+                yield rows[start:start + size]
+            return
+        for index, start in enumerate(range(0, len(rows), self.batch_size)):
+            if self.shuffle or self.world_size == 1 or self._val_turn(position, index):
+                yield rows[start:start + self.batch_size]
+
+    def _val_turn(self, position: int, index: int) -> bool:
+        """Validation batches are numbered in single-process order and dealt round-robin."""
+        before = sum(-(-len(ref) // self.batch_size) for ref in self.dataset.chunks[:position])
+        return (before + index) % self.world_size == self.rank
 
     def __len__(self) -> int:
-        return sum(-(-len(ref) // self.batch_size) for ref in self.chunk_order())
+        total = 0
+        for ref, plan, position in self.schedule():
+            if plan is not None:
+                total += len(plan)
+            else:
+                n = -(-len(ref) // self.batch_size)
+                total += n if self.shuffle or self.world_size == 1 else sum(
+                    self._val_turn(position, i) for i in range(n))
+        return total
 
     def _load(self, ref: ChunkRef) -> Chunk:
         read_ahead(ref.path)
@@ -160,21 +232,18 @@ class ChunkedLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         self.wait_s = 0.0
-        refs = self.chunk_order()
-        if not refs:
+        plan = self.schedule()
+        if not plan:
             return
-        generator = epoch_generator(self.seed, self.epoch)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-prefetch") as pool:
-            pending = pool.submit(self._load, refs[0])
-            for i in range(len(refs)):
+            pending = pool.submit(self._load, plan[0][0])
+            for i, (_, batches, position) in enumerate(plan):
                 started = time.perf_counter()
                 chunk = pending.result()
                 self.wait_s += time.perf_counter() - started
-                pending = pool.submit(self._load, refs[i + 1]) if i + 1 < len(refs) else None
-                n = len(chunk)
-                rows = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
-                for start in range(0, n, self.batch_size):
-                    yield make_batch(chunk, rows[start:start + self.batch_size], self.pin_memory, self.ring)
+                pending = pool.submit(self._load, plan[i + 1][0]) if i + 1 < len(plan) else None
+                for rows in self._batches_of(chunk, batches, position):
+                    yield make_batch(chunk, rows, self.pin_memory, self.ring)
                 del chunk
 
 
