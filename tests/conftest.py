@@ -1,10 +1,10 @@
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT, make_synth
+
 CONFIG = ROOT / "adapters.toml"
 
 # Tests run with the repository's adapters.toml whatever the working directory.
@@ -21,24 +21,6 @@ def registry():
 @pytest.fixture
 def python():
     return sys.executable
-
-
-def run_cli(*argv, check=False, timeout=300, env=None, cwd=None):
-    """Run `python -m engine ARGV` in a subprocess; returns CompletedProcess (text)."""
-    import subprocess
-
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "engine", *map(str, argv)], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=cwd or ROOT, check=check)
-
-
-def make_synth(out, **kw):
-    from engine.data.synth import SynthConfig, synthesize
-
-    defaults = dict(samples=192, val_samples=64, hidden_dim=64, max_seq=12, chunk_size=64, seed=0)
-    defaults.update(kw)
-    lm_head = defaults.pop("lm_head", False)
-    return synthesize(Path(out), SynthConfig(**defaults), lm_head=lm_head, force=True)
 
 
 @pytest.fixture(scope="session")

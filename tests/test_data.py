@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_synth, run_cli
+from support import make_synth, run_cli
 from engine.data.formats import DataError, open_dataset, split_train_val
 from engine.data.inspect import inspect_dataset
 from engine.data.loader import ChunkedLoader, train_loader, val_loader

@@ -2,7 +2,6 @@
 directory, and resume works across ranks."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -10,10 +9,9 @@ import sys
 import time
 
 import pytest
-import torch
 import torch.multiprocessing as mp
 
-from conftest import ROOT, run_cli
+from support import ROOT, run_cli
 
 
 def free_port() -> int:

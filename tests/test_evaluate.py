@@ -1,12 +1,11 @@
 """Speculative-decoding metrics on hand-built cosine patterns with known answers."""
 
 import json
-import math
 
 import pytest
 import torch
 
-from conftest import run_cli
+from support import run_cli
 from engine.cli import main
 from engine.evaluate import SpecDecodeAccumulator
 

@@ -1,7 +1,6 @@
 """The trainer end to end on tiny synthetic data: run directories, recipe, resume, signals."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,10 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from adapters.checkpoint import load_adapter
-from conftest import ROOT, make_synth, run_cli
+from support import ROOT, make_synth, run_cli
 from engine.cli import main
 from engine.rundir import SEED_HISTORY_KEYS
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import CONFIG, make_run, screen_text, wait_for
+from tui_support import CONFIG, make_run, screen_text, wait_for
 from textual.widgets import Input
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import make_run, make_seed_run, screen_text, wait_for
+from tui_support import make_run, make_seed_run, screen_text, wait_for
 
 
 async def _loaded(app, pilot, n):

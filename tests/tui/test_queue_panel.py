@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import screen_text, wait_for
+from tui_support import screen_text, wait_for
 
 
 async def test_queue_actions(runs, app_factory, backend):

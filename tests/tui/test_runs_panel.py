@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import make_run, make_seed_run, screen_text, wait_for
+from tui_support import make_run, make_seed_run, screen_text, wait_for
 from engine.fileio import write_json
 
 
@@ -79,8 +79,8 @@ async def test_garbage_history_shows_error_and_app_keeps_running(runs, app_facto
 
 
 async def test_marks_overlay_details_diff_and_log_tail(runs, app_factory):
-    a = make_run(runs, "L1", "L1_a", start=1.0)
-    b = make_run(runs, "L1", "L1_b", start=0.5, training_note="x")
+    make_run(runs, "L1", "L1_a", start=1.0)
+    make_run(runs, "L1", "L1_b", start=0.5, training_note="x")
     app = app_factory()
     async with app.run_test(size=(160, 48)) as pilot:
         assert await wait_for(pilot, lambda: rows(app) == 2)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIG, ROOT
+from tui_support import CONFIG, ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import history, make_run, wait_for
+from tui_support import history, make_run, wait_for
 from engine.fileio import write_json
 
 

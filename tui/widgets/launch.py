@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.timer import Timer
-from textual.validation import Function, Integer, Number, Regex
+from textual.validation import Function, Integer, Regex
 from textual.widgets import Button, Collapsible, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 

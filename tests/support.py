@@ -1,0 +1,25 @@
+"""Helpers shared by the engine tests (a module of its own: `conftest` names are ambiguous
+once tests/tui has a conftest too)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*argv, check=False, timeout=300, env=None, cwd=None):
+    """Run `python -m engine ARGV` in a subprocess; returns CompletedProcess (text)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "engine", *map(str, argv)], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd or ROOT, check=check)
+
+
+def make_synth(out, **kw):
+    from engine.data.synth import SynthConfig, synthesize
+
+    defaults = dict(samples=192, val_samples=64, hidden_dim=64, max_seq=12, chunk_size=64, seed=0)
+    defaults.update(kw)
+    lm_head = defaults.pop("lm_head", False)
+    return synthesize(Path(out), SynthConfig(**defaults), lm_head=lm_head, force=True)
