@@ -21,10 +21,14 @@ class Adapter(nn.Module):
             `vlm_only=True` turns a drafter-reading level into a verifier-reading one (B1).
         predicts_next: whether the level is trained with the dual loss (also predicts the
             verifier state of the next position).
+        per_token: whether each position's output depends on that position alone. Such levels
+            compute only the valid tokens (padding is gathered out, then zero-filled back),
+            unless `skip_padding` is switched off.
     """
 
     default_consumes: ClassVar[str] = "drafter"
     predicts_next: ClassVar[bool] = False
+    per_token: ClassVar[bool] = False
 
     def __init__(self, hidden_dim: int, *, vlm_only: bool = False) -> None:
         super().__init__()
@@ -33,6 +37,7 @@ class Adapter(nn.Module):
         self.hidden_dim = hidden_dim
         self.vlm_only = vlm_only
         self.consumes = "verifier" if vlm_only else self.default_consumes
+        self.skip_padding = self.per_token
 
     def forward(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
         """Predict verifier states [B, S, H] from the streams this level consumes.
@@ -45,7 +50,11 @@ class Adapter(nn.Module):
         source = vl if self.consumes == "verifier" else egpt
         if source is None:
             raise ValueError(f"{type(self).__name__} needs {self.consumes} states")
-        return self.adapt(source, mask)
+        if not self.skip_padding:
+            return self.adapt(source, mask)
+        valid = self.adapt(source[mask], mask[mask])
+        out = valid.new_zeros(source.shape[:-1] + valid.shape[-1:])
+        return out.index_put((mask,), valid)
 
     def adapt(self, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -32,6 +32,8 @@ class BottleneckBlock(nn.Module):
 class BottleneckAdapter(Adapter):
     """L1: one pre-norm bottleneck block and a final LayerNorm (2,113,537 params at H=4096)."""
 
+    per_token = True
+
     def __init__(self, hidden_dim: int, bottleneck_dim: int = 256, num_blocks: int = 1,
                  dropout: float = 0.1, alpha: float = 0.1, *, vlm_only: bool = False) -> None:
         super().__init__(hidden_dim, vlm_only=vlm_only)

@@ -24,6 +24,7 @@ import torch
 from adapters.losses import token_cosine
 from engine.data.formats import Dataset
 from engine.data.loader import val_loader
+from engine.device import to_device
 from engine.metrics import leading_run
 
 MAX_GAMMA = 8
@@ -100,8 +101,7 @@ def evaluate(model: torch.nn.Module, data: Dataset, *, thresholds: list[float], 
     device = torch.device(device)
     model = model.to(device).eval()
     acc = SpecDecodeAccumulator(thresholds, lm_head)
-    for batch in val_loader(data, batch_size, pin_memory=device.type == "cuda", reuse_buffers=3):
-        batch = batch.to(device, non_blocking=True)
+    for batch in to_device(val_loader(data, batch_size, pin_memory=device.type == "cuda", reuse_buffers=3), device):
         acc.update(model(batch.egpt, batch.vl, batch.mask), batch.vl, batch.mask)
     return acc.compute(gamma, draft_cost)
 

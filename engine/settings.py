@@ -36,6 +36,8 @@ class TrainSettings:
     config_path: str | None = None
     dataset: str | None = None
     no_eval: bool = False
+    precision: str = "auto"
+    compile: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,7 +104,7 @@ def resolve(args: Any) -> tuple[TrainSettings, Registry]:
         val_split=args.val_split, output_dir=args.output_dir, seed=args.seed, device=args.device,
         vlm_only=args.vlm_only or spec.vlm_only, arch_overrides=overrides, lm_head=args.lm_head,
         hidden_dim=args.hidden_dim, config_path=str(registry.path), dataset=args.dataset,
-        no_eval=getattr(args, "no_eval", False), **values,
+        no_eval=getattr(args, "no_eval", False), precision=args.precision, compile=args.compile, **values,
     )
     effective_spec(registry, settings)
     return settings, registry

@@ -24,6 +24,7 @@ from adapters.losses import level_loss, masked_cosine
 from adapters.registry import build_adapter, build_kwargs, count_parameters, load_registry
 from engine.data.formats import DataError, Dataset, open_dataset, split_train_val
 from engine.data.loader import train_loader, val_loader
+from engine.device import autocast, make_optimizer, resolve_precision, to_device
 from engine.distributed import DistContext, all_reduce, any_rank, broadcast
 from engine.fileio import read_json, write_json
 from engine.metrics import MetricAccumulator
@@ -143,7 +144,8 @@ def seed_config(inputs: Inputs, run_dir: Path, argv: list[str]) -> dict[str, Any
         "arch": kwargs,
         "seed": s.seed,
         "device": str(inputs.device),
-        "precision": "fp32",
+        "precision": resolve_precision(s.precision, inputs.device),
+        "compile": s.compile,
         "versions": {"torch": torch.__version__, "python": platform.python_version(), "adapter_tui": _version()},
         "argv": argv,
         "host": socket.gethostname(),
@@ -184,7 +186,10 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.learning_rate, weight_decay=0.01)
+        self.precision = resolve_precision(s.precision, self.device)
+        if s.compile:
+            self.net = torch.compile(self.net)
+        self.optimizer = make_optimizer(self.model.parameters(), s.learning_rate, self.device)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=s.num_epochs, eta_min=1e-6)
         pin = self.device.type == "cuda"
         # Each batch is used up before the next is drawn, so batch buffers can be recycled.
@@ -242,10 +247,10 @@ class Trainer:
         steps = len(loader)
         losses, cosines, tokens = [], [], 0
         started = time.perf_counter()
-        for step, batch in enumerate(loader, start=1):
-            batch = batch.to(self.device, non_blocking=True)
-            pred = self.net(batch.egpt, batch.vl, batch.mask)
-            loss = level_loss(self.predicts_next, pred, batch.vl, batch.mask)
+        for step, batch in enumerate(to_device(loader, self.device), start=1):
+            with autocast(self.precision, self.device):
+                pred = self.net(batch.egpt, batch.vl, batch.mask)
+                loss = level_loss(self.predicts_next, pred.float(), batch.vl, batch.mask)
             # every rank must take the same decision at the same step, or the others would hang
             stop, nonfinite = any_rank([self.stop_signal is not None, not torch.isfinite(loss).item()],
                                        self.ctx, self.device)
@@ -277,11 +282,11 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         self.model.eval()
         metrics = MetricAccumulator(lm_head=self.lm_head)
-        for batch in self.val_batches:
+        for batch in to_device(self.val_batches, self.device):
             if self.stop_signal is not None and not self.ctx.enabled:
                 raise StopRequested
-            batch = batch.to(self.device, non_blocking=True)
-            pred = self.model(batch.egpt, batch.vl, batch.mask)
+            with autocast(self.precision, self.device):
+                pred = self.model(batch.egpt, batch.vl, batch.mask).float()
             metrics.update(pred, batch.vl, batch.mask, level_loss(self.predicts_next, pred, batch.vl, batch.mask))
         if self.ctx.enabled:
             metrics.reduce(lambda t: all_reduce(t, self.ctx))

@@ -172,3 +172,14 @@ def test_garbage_file_is_refused(tmp_path):
     path.write_bytes(pickle.dumps([1, 2]) + b"junk")
     with pytest.raises(CheckpointError):
         safe_load(path)
+
+
+@pytest.mark.parametrize("key", ["L1", "L2", "L3"])
+def test_per_token_levels_skip_padding_with_identical_results(registry, key):
+    model = small(registry, key).eval()
+    egpt, vl, mask = batch()
+    packed = model(egpt, vl, mask)
+    model.skip_padding = False
+    full = model(egpt, vl, mask)
+    torch.testing.assert_close(packed[mask], full[mask])
+    assert (packed[~mask] == 0).all()

@@ -17,3 +17,25 @@ def test_bench_metrics_agree_and_report(tmp_path):
                   "--repeats", "1", "--json", check=True)
     result = json.loads(out.stdout)
     assert result["unit"] == "tokens/s" and result["ratio"] > 0
+
+
+def test_bench_step_runs_both_sides_at_a_small_size():
+    out = run_cli("bench", "step", "--levels", "L1,L4", "--hidden_dim", "64", "--samples", "32", "--val_samples", "16",
+                  "--max_seq", "8", "--batch_size", "16", "--repeats", "1", "--json", check=True)
+    result = json.loads(out.stdout)
+    assert [row["level"] for row in result["levels"]] == ["L1", "L4"]
+    assert all(row["ours"] > 0 and row["baseline"] > 0 for row in result["levels"])
+
+
+def test_seed_style_model_computes_the_same_function(registry):
+    import torch
+
+    from adapters.registry import build_adapter
+    from engine.bench.baseline import seed_style_model
+
+    for key in ("L4", "L5"):
+        torch.manual_seed(0)
+        model = build_adapter(registry.level(key), 64, {"num_heads": 4, "ffn_dim": 32}).eval()
+        egpt, vl = torch.randn(2, 6, 64), torch.randn(2, 6, 64)
+        mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+        torch.testing.assert_close(seed_style_model(model)(egpt, vl, mask)[mask], model(egpt, vl, mask)[mask])

@@ -39,6 +39,15 @@ def seed_style_batches(dataset: Dataset, batch_size: int, seed: int = 0) -> Iter
 def per_token_metrics(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                       thresholds=(0.8, 0.85, 0.9, 0.95)) -> dict[str, float]:
     """Acceptance and leading-run metrics with a Python loop over samples and tokens."""
+    counts = per_token_counts(pred, target, mask, thresholds)
+    result = {f"accept_{round(tau * 100)}": counts[tau] / max(counts["tokens"], 1) for tau in thresholds}
+    result["consecutive_90"] = counts["prefix"] / max(counts["samples"], 1)
+    return result
+
+
+def per_token_counts(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                     thresholds=(0.8, 0.85, 0.9, 0.95)) -> dict:
+    """Accepted-token counts per threshold, valid tokens, samples and summed leading runs."""
     accepted = {tau: 0 for tau in thresholds}
     tokens, prefix_total = 0, 0
     for b in range(pred.shape[0]):
@@ -55,6 +64,40 @@ def per_token_metrics(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
             else:
                 still = False
         prefix_total += leading
-    result = {f"accept_{round(tau * 100)}": accepted[tau] / max(tokens, 1) for tau in thresholds}
-    result["consecutive_90"] = prefix_total / max(pred.shape[0], 1)
-    return result
+    return {**accepted, "tokens": tokens, "samples": pred.shape[0], "prefix": prefix_total}
+
+
+class SeedStyleLayer(torch.nn.Module):
+    """The same pre-norm layer with nn.MultiheadAttention, as the seed's adapters build it."""
+
+    def __init__(self, layer) -> None:
+        super().__init__()
+        hidden = layer.qkv.in_features
+        self.num_heads = layer.num_heads
+        self.norm1, self.norm2, self.ffn, self.resid_dropout = layer.norm1, layer.norm2, layer.ffn, layer.resid_dropout
+        self.attn = torch.nn.MultiheadAttention(hidden, layer.num_heads, dropout=layer.dropout, batch_first=True)
+        with torch.no_grad():  # same weights as ours, so both sides compute the same function
+            self.attn.in_proj_weight.copy_(layer.qkv.weight)
+            self.attn.in_proj_bias.copy_(layer.qkv.bias)
+            self.attn.out_proj.weight.copy_(layer.out.weight)
+            self.attn.out_proj.bias.copy_(layer.out.bias)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        batch, seq, _ = x.shape
+        blocked = ~attn_mask.expand(batch, self.num_heads, seq, seq).reshape(batch * self.num_heads, seq, seq)
+        h = self.norm1(x)
+        attended, _ = self.attn(h, h, h, attn_mask=blocked, need_weights=False)
+        x = x + self.resid_dropout(attended)
+        return x + self.resid_dropout(self.ffn(self.norm2(x)))
+
+
+def seed_style_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` as the seed runs it: attention through nn.MultiheadAttention, and
+    every padded position computed."""
+    import copy
+
+    clone = copy.deepcopy(model)
+    clone.skip_padding = False  # the seed computes every padded position
+    if hasattr(clone, "layers"):
+        clone.layers = torch.nn.ModuleList(SeedStyleLayer(layer) for layer in clone.layers)
+    return clone

@@ -29,6 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     metrics.add_argument("--json", action="store_true")
     metrics.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     metrics.set_defaults(func=run_metrics)
+    step = bench_sub.add_parser("step", help="a whole epoch per level vs a seed-style fp32 loop")
+    step.add_argument("--levels", default="L1,L4", help="comma-separated level keys (default L1,L4)")
+    step.add_argument("--hidden_dim", type=int, default=1024)
+    step.add_argument("--samples", type=int, default=256)
+    step.add_argument("--val_samples", type=int, default=128)
+    step.add_argument("--max_seq", type=int, default=32)
+    step.add_argument("--batch_size", type=int, default=64)
+    step.add_argument("--repeats", type=int, default=3)
+    step.add_argument("--config", help="adapters.toml to read")
+    step.add_argument("--json", action="store_true")
+    step.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+    step.set_defaults(func=run_step)
+    tui = bench_sub.add_parser("tui", help="first paint, watch-to-plot latency, 1,000-run leaderboard load")
+    tui.add_argument("--json", action="store_true")
+    tui.set_defaults(func=run_tui)
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -63,3 +78,40 @@ def run_metrics(args: argparse.Namespace) -> int:
     _threads(args)
 
     return _report(bench_metrics(args.batch, args.seq, args.hidden_dim, args.batches, args.repeats), args.json)
+
+
+def run_step(args: argparse.Namespace) -> int:
+    from adapters.errors import UserInputError
+    from engine.bench.step import bench_step
+
+    _threads(args)
+    levels = [k for k in args.levels.split(",") if k]
+    if not levels or min(args.hidden_dim, args.samples, args.val_samples, args.max_seq, args.batch_size, args.repeats) < 1:
+        raise UserInputError("--levels must name at least one level and every size must be >= 1")
+    result = bench_step(levels, args.hidden_dim, args.samples, args.val_samples, args.max_seq, args.batch_size,
+                        args.repeats, args.config)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for row in result["levels"]:
+        print(f"step {row['level']} ({row['params']:,} params, hidden {result['hidden_dim']}): ours {row['ours']:,.0f}, "
+              f"seed-style {row['baseline']:,.0f} train tokens/s per epoch, ratio {row['ratio']:.2f}x")
+    return 0
+
+
+def run_tui(args: argparse.Namespace) -> int:
+    """The TUI measures itself in its own process (it must never share one with torch)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "tui.bench", "--json"], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        print(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "tui bench failed", file=sys.stderr)
+        return 1
+    result = json.loads(out.stdout)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+    return 0

@@ -33,6 +33,9 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     ours.add_argument("--lm_head", help="verifier LM head .pt [V, H] for the token-match metric")
     ours.add_argument("--config", help="adapters.toml to read (default: ./adapters.toml)")
     ours.add_argument("--no_eval", action="store_true", help="skip the speculative-decoding eval at the end")
+    ours.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                      help="auto = bf16 autocast on CUDA, fp32 on CPU")
+    ours.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA; slow first epoch)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
