@@ -85,7 +85,8 @@ class AdapterTUI(App):
                             lambda: main.launch.action_submit(True))
         yield SystemCommand("Add to queue", "Queue the Launch form's levels at the back",
                             lambda: main.launch.action_submit(False))
-        yield SystemCommand("Queue preset", "Queue every level of the chosen preset", main.launch.action_preset)
+        yield SystemCommand("Queue preset", "Queue every level of the chosen preset",
+                            lambda: main.launch.action_preset())
         yield SystemCommand("Create demo dataset and train L1", "adapter-engine synth, then queue L1",
                             main.make_demo)
         yield SystemCommand("Start queue worker", "Start a detached worker if none is alive",
@@ -95,6 +96,8 @@ class AdapterTUI(App):
         yield SystemCommand("Next overlay metric", "Curves of marked runs", main.action_metric)
         yield SystemCommand("Run details / config diff", "Inspector", lambda: main.action_inspect("details"))
         yield SystemCommand("Log tail", "Inspector", lambda: main.action_inspect("log"))
+        yield SystemCommand("Acceptance by position", "Inspector: eval.json of the selected and marked runs",
+                            lambda: main.action_inspect("accept"))
         yield SystemCommand("Rescan runs", "Read every run directory again", main.action_rescan)
         yield SystemCommand("Keys", "Every key binding", self.action_help)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.fileio import ReadError, read_json
-from engine.rundir import CONFIG, HISTORY, STATUS
+from engine.rundir import CONFIG, EVAL, HISTORY, STATUS
 from engine.runindex import RunSummary, summarize
 
 CURVE_KEYS = ("train_loss", "val_loss", "train_cos_sim", "val_cos_sim",
@@ -40,6 +40,87 @@ def clean_series(values: Any) -> list[float | None]:
     return out
 
 
+NO_EVAL = "no eval.json yet"
+PRIMARY_TAU = 0.9
+
+
+def _num(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+@dataclass
+class EvalView:
+    """What the acceptance panel shows from one eval.json, every field checked. Thresholds are
+    the f"{tau:g}" keys the engine writes ("0.9")."""
+    tau: str
+    by_position: list[float | None]
+    gamma: int | None = None
+    draft_cost: float | None = None
+    expected_at_gamma: float | None = None
+    speedup: float | None = None
+    prefix: dict[str, float] = field(default_factory=dict)
+    accept_rate: float | None = None
+    token_top1: float | None = None
+    token_top5: float | None = None
+    thresholds: list[str] = field(default_factory=list)
+
+
+def parse_eval(data: Any, tau: float | str | None = None) -> tuple[EvalView | None, str | None]:
+    """An EvalView at threshold `tau` (default: the file's primary threshold, else 0.9), or
+    (None, reason). Tolerates any shape: a wrong-typed field is left out, not raised."""
+    if not isinstance(data, dict):
+        return None, f"{EVAL} is not a JSON object"
+    curves = data.get("accept_by_position")
+    if not isinstance(curves, dict) or not curves:
+        return None, f"{EVAL} has no accept_by_position"
+    if tau is None:
+        tau = _num(data.get("threshold"))
+        tau = PRIMARY_TAU if tau is None else tau
+    key = tau if isinstance(tau, str) else f"{tau:g}"
+    if key not in curves:
+        if isinstance(tau, str) or tau != PRIMARY_TAU:
+            return None, f"{EVAL} has no threshold {key}"
+        key = next(iter(curves))  # an eval run with other thresholds: show its first one
+    values = curves.get(key)
+    if not isinstance(values, list):
+        return None, f"{EVAL}: accept_by_position[{key}] is not a list"
+    view = EvalView(tau=str(key), by_position=[_num(v) for v in values])
+    gamma = data.get("gamma")
+    view.gamma = gamma if isinstance(gamma, int) and not isinstance(gamma, bool) and gamma > 0 else None
+    view.draft_cost = _num(data.get("draft_cost"))
+    view.speedup = _num(data.get("speedup"))
+    view.token_top1, view.token_top5 = _num(data.get("token_top1")), _num(data.get("token_top5"))
+    view.thresholds = [str(k) for k in curves]
+    primary = _num(data.get("threshold"))
+    expected = data.get("expected_accepted")
+    per_gamma = expected.get(key) if isinstance(expected, dict) else None
+    if primary is not None and f"{primary:g}" == key:
+        view.expected_at_gamma = _num(data.get("expected_accepted_at_gamma"))
+    elif isinstance(per_gamma, dict) and view.gamma is not None:
+        view.expected_at_gamma = _num(per_gamma.get(str(view.gamma)))
+    if primary is None or f"{primary:g}" != key:
+        view.speedup = None  # the file's speedup belongs to its primary threshold
+    prefix = data.get("prefix_length")
+    prefix = prefix.get(key) if isinstance(prefix, dict) else None
+    if isinstance(prefix, dict):
+        view.prefix = {k: v for k in ("mean", "median", "p90") if (v := _num(prefix.get(k))) is not None}
+    rates = data.get("accept_rate")
+    view.accept_rate = _num(rates.get(key)) if isinstance(rates, dict) else None
+    return view, None
+
+
+def read_eval(run_dir: Path) -> tuple[EvalView | None, str | None]:
+    """(view, None), or (None, why not): "no eval.json yet", or what is wrong with the file."""
+    path = Path(run_dir) / EVAL
+    if not path.exists():
+        return None, NO_EVAL
+    data, problem = read_object(path)
+    if problem:
+        return None, problem
+    return parse_eval(data)
+
+
 @dataclass
 class RunData:
     """Everything the inspector shows for one run, read in one go (in a worker thread)."""
@@ -49,6 +130,8 @@ class RunData:
     status: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    evaluation: EvalView | None = None
+    eval_problem: str | None = NO_EVAL
 
 
 def read_run(path: str | os.PathLike, *, full: bool = True) -> RunData:
@@ -69,6 +152,7 @@ def read_run(path: str | os.PathLike, *, full: bool = True) -> RunData:
         data.config, problem = read_object(run_dir / CONFIG)
         if problem:
             data.problems.append(problem)
+    data.evaluation, data.eval_problem = read_eval(run_dir)
     return data
 
 

@@ -49,3 +49,31 @@ async def test_queue_unavailable_is_shown_not_fatal(runs, app_factory, backend):
         await pilot.press("3")
         assert await wait_for(pilot, lambda: "queue unavailable" in screen_text(app))
         assert app.is_running
+
+
+async def test_gpus_and_nproc_of_each_job(runs, app_factory, backend):
+    q = backend.queue
+    q.add_many([("L1", {"num_epochs": 3}), ("L2", {"num_epochs": 4}), ("L3", {"num_epochs": 5}),
+                ("L4", {"num_epochs": 2})])
+    one, ddp, done, cpu = q.job_list
+    one.state, one.position, one.gpus = "running", None, "2"
+    ddp.state, ddp.position, ddp.gpus, ddp.nproc = "running", None, "0,1", 2
+    done.state, done.position, done.gpus = "done", None, "3"
+    cpu.nproc = "garbage"
+    q._renumber()
+    q.worker_gpus = "0,1,2,3"
+    app = app_factory()
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.press("3")
+        panel = app.main.queue_panel
+        table = panel.query_one("#jobs")
+        assert await wait_for(pilot, lambda: table.row_count == 4)
+        cells = {int(key.value): table.get_row(key) for key in table.rows}
+        column = {name: i for i, name in enumerate(("id", "state", "level", "dataset", "epochs", "nproc", "gpus"))}
+        assert [str(cells[i][column["gpus"]]) for i in (1, 2, 3, 4)] == ["2", "0,1", "3", "—"]
+        assert [str(cells[i][column["nproc"]]) for i in (1, 2, 3, 4)] == ["1", "2", "1", "1"]
+        assert "bold" in str(cells[2][column["gpus"]].style) and "dim" in str(cells[3][column["gpus"]].style)
+        text = screen_text(app)
+        assert "nproc" in text and "gpus" in text and "0,1" in text
+        # the worker line says which of its GPUs are free (3 is held by nothing running)
+        assert "gpus 0,1,2,3 (free: 3)" in text

@@ -62,6 +62,37 @@ def make_run(root: Path, level: str, name: str, epochs_done: int = 2, *, epochs:
     return run
 
 
+def eval_result(curve: list[float], *, gamma: int = 5, draft_cost: float = 0.1, tau: float = 0.9,
+                top: bool = False) -> dict:
+    """An eval.json as the engine writes it, with `curve` as acceptance by position at `tau`
+    (the other thresholds get a scaled copy); E[min(L, γ)] and the speedup follow from it."""
+    taus = [0.8, 0.85, 0.9, 0.95]
+    curves = {f"{t:g}": [round(p * (1.0 if t == tau else (1.1 if t < tau else 0.5)), 6) for p in curve]
+              for t in taus}
+    curves = {k: [min(1.0, p) for p in v] for k, v in curves.items()}
+    expected = {k: {str(g): sum(v[:g]) for g in range(1, 9)} for k, v in curves.items()}
+    key = f"{tau:g}"
+    at_gamma = sum(curves[key][:gamma])
+    result = {
+        "samples": 10, "tokens": 100, "thresholds": taus, "threshold": tau, "gamma": gamma,
+        "draft_cost": draft_cost,
+        "accept_rate": {k: (v[0] if v else 0.0) for k, v in curves.items()},
+        "prefix_length": {k: {"mean": sum(v), "median": float(sum(p >= 0.5 for p in v)), "p90": float(len(v))}
+                          for k, v in curves.items()},
+        "accept_by_position": curves, "expected_accepted": expected,
+        "expected_accepted_at_gamma": at_gamma, "speedup": (at_gamma + 1) / (1 + gamma * draft_cost),
+    }
+    if top:
+        result.update(token_top1=0.5, token_top5=0.75)
+    return result
+
+
+def make_eval(run: Path, curve: list[float], **kw: Any) -> dict:
+    result = eval_result(curve, **kw)
+    write_json(run / "eval.json", result)
+    return result
+
+
 def make_seed_run(root: Path, level: str = "L2", name: str = "L2_20240101_000000") -> Path:
     run = root / level / name
     run.mkdir(parents=True)
@@ -90,6 +121,8 @@ class FakeJob:
     pid: int | None = None
     host: str | None = None
     error: str | None = None
+    nproc: int = 1
+    gpus: str | None = None
 
 
 @dataclass
@@ -99,6 +132,7 @@ class FakeWorkerStatus:
     host: str | None = None
     heartbeat: str | None = None
     running: list = field(default_factory=list)
+    gpus: str | None = None
 
 
 class FakeQueue:
@@ -107,6 +141,7 @@ class FakeQueue:
     def __init__(self) -> None:
         self.job_list: list[FakeJob] = []
         self.calls: list[tuple] = []
+        self.worker_gpus: str | None = None
 
     def _renumber(self) -> None:
         queued = sorted((j for j in self.job_list if j.state == "queued"), key=lambda j: (j.position or 0, j.id))
@@ -161,7 +196,9 @@ class FakeQueue:
         self.calls.append(("clear_done",))
 
     def worker_status(self):
-        return FakeWorkerStatus(alive=True, pid=4242, host="here", heartbeat=None, running=[])
+        running = [j.id for j in self.job_list if j.state == "running"]
+        return FakeWorkerStatus(alive=True, pid=4242, host="here", heartbeat=None, running=running,
+                                gpus=self.worker_gpus)
 
 
 class FakeBackend:

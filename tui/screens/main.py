@@ -26,6 +26,7 @@ from tui.data import RunData, read_run
 from tui.messages import (DatasetInspected, JobsSubmitted, LevelsCounted, QueueLoaded, RunRead, RunsLoaded,
                           SynthProgressed)
 from tui.watcher import LevelDirChanged, QueueChanged, RunFilesChanged
+from tui.widgets.acceptance import AcceptancePanel, AcceptanceRun
 from tui.widgets.curves import CurvesPanel
 from tui.widgets.details import RunDetails
 from tui.widgets.launch import LaunchPanel
@@ -49,6 +50,8 @@ class MainScreen(Screen):
         Binding("i", "inspect('details')", "Details", id="inspector.details", show=False,
                 tooltip="Config of the run; diff of two marked runs"),
         Binding("t", "inspect('log')", "Log", id="inspector.log", show=False, tooltip="Live tail of train.log"),
+        Binding("p", "inspect('accept')", "Accept", id="inspector.accept", show=False,
+                tooltip="Acceptance by position (eval.json) of the selected and marked runs"),
         Binding("g", "log_y", "Log y", id="curves.log_y", show=False, tooltip="Toggle log-scale y"),
         Binding("e", "ema", "EMA", id="curves.ema", show=False, tooltip="Toggle EMA smoothing"),
         Binding("m", "metric", "Metric", id="curves.metric", show=False, tooltip="Next overlay metric"),
@@ -82,6 +85,8 @@ class MainScreen(Screen):
                         yield RunDetails(id="details-panel")
                     with TabPane("Log t", id="log"):
                         yield LogTail(id="log-panel")
+                    with TabPane("Accept p", id="accept"):
+                        yield Lazy(AcceptancePanel(id="accept-panel"))
             with TabPane("Launch 2", id="launch"):
                 # Hidden at start: mounted after the first frame, so first paint stays fast.
                 yield Lazy(LaunchPanel(self.registry, id="launch-panel"))
@@ -243,11 +248,13 @@ class MainScreen(Screen):
         data = self.cache.get(self.selected or "")
         if data is None:
             self.curves.show_run(Path(self.selected or "").name, {}, {}, None)
+            self._show_acceptance()
             return
         run = data.summary
         self.curves.show_run(run.run, data.history, data.status, run.state)
         if len(self.marked) != 2:
             self.query_one(RunDetails).show_config(run.run, data.config, data.problems, run.error)
+        self._show_acceptance()
 
     @on(Leaderboard.MarksChanged)
     def _marks_changed(self, message: Leaderboard.MarksChanged) -> None:
@@ -265,6 +272,25 @@ class MainScreen(Screen):
         if len(self.marked) == 2 and len(ready) == 2:
             self.query_one(RunDetails).show_diff((ready[0].summary.run, ready[0].config),
                                                  (ready[1].summary.run, ready[1].config))
+        self._show_acceptance()
+
+    def _show_acceptance(self) -> None:
+        """Acceptance by position: the selected run, then every marked run (from eval.json)."""
+        paths = ([self.selected] if self.selected else []) + [p for p in self.marked if p != self.selected]
+        runs = []
+        for path in paths:
+            data = self.cache.get(path)
+            if data is None:
+                runs.append(AcceptanceRun(Path(path).name, None, "reading...", path == self.selected))
+            else:
+                runs.append(AcceptanceRun(data.summary.run, data.evaluation, data.eval_problem,
+                                          path == self.selected))
+        for panel in self.query(AcceptancePanel):  # none until the Lazy mount
+            panel.show(runs)
+
+    @on(AcceptancePanel.Mounted)
+    def _acceptance_mounted(self, message: AcceptancePanel.Mounted) -> None:
+        self._show_acceptance()
 
     # -- fork and resume ---------------------------------------------------------------------
     @on(Leaderboard.ForkRequested)

@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Static
 
 from tui.widgets.leaderboard import STATE_STYLE
 
-COLUMNS = ("id", "state", "level", "dataset", "epochs", "run", "error")
+COLUMNS = ("id", "state", "level", "dataset", "epochs", "nproc", "gpus", "run", "error")
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -37,14 +37,39 @@ def _ago(stamp: Any) -> str:
     return f"{max(0, int(age))}s ago"
 
 
-def worker_text(status: Any) -> Text:
+def _gpu_list(gpus: Any) -> list[str]:
+    """"0,1" -> ["0", "1"]; None, "" or garbage -> []."""
+    if not isinstance(gpus, str):
+        return []
+    return [g.strip() for g in gpus.split(",") if g.strip()]
+
+
+def gpus_text(job: Any) -> Text:
+    """The GPUs a job holds (running: bold), or ran on (finished: dim); "—" for none (CPU)."""
+    gpus = _gpu_list(_get(job, "gpus"))
+    if not gpus:
+        return Text("—", style="dim")
+    return Text(",".join(gpus), style="bold cyan" if _get(job, "state") == "running" else "dim")
+
+
+def nproc_text(job: Any) -> str:
+    nproc = _get(job, "nproc")
+    return str(nproc) if isinstance(nproc, int) and not isinstance(nproc, bool) and nproc > 0 else "1"
+
+
+def worker_text(status: Any, jobs: list[Any] | None = None) -> Text:
     if status is None:
         return Text("worker: unknown (queue not available)", style="dim")
     if _get(status, "alive"):
         running = _get(status, "running") or []
-        return Text(f"worker: alive · pid {_get(status, 'pid')} on {_get(status, 'host')} · heartbeat "
-                    f"{_ago(_get(status, 'heartbeat'))} · running {', '.join(map(str, running)) or 'nothing'}",
-                    style="green")
+        text = (f"worker: alive · pid {_get(status, 'pid')} on {_get(status, 'host')} · heartbeat "
+                f"{_ago(_get(status, 'heartbeat'))} · running {', '.join(map(str, running)) or 'nothing'}")
+        gpus = _gpu_list(_get(status, "gpus"))
+        if gpus:
+            held = {g for job in jobs or [] if _get(job, "state") == "running" for g in _gpu_list(_get(job, "gpus"))}
+            free = [g for g in gpus if g not in held]
+            text += f" · gpus {','.join(gpus)} (free: {','.join(free) or 'none'})"
+        return Text(text, style="green")
     return Text("worker: not running (w starts one; adding a job starts one)", style="yellow")
 
 
@@ -104,7 +129,7 @@ class QueuePanel(Vertical):
     def set_jobs(self, jobs: list[Any], worker: Any, error: str | None = None) -> None:
         self.jobs, self.worker = jobs, worker
         self.query_one("#worker", Static).update(
-            Text(f"queue unavailable: {error}", style="bold red") if error else worker_text(worker))
+            Text(f"queue unavailable: {error}", style="bold red") if error else worker_text(worker, jobs))
         table = self.query_one("#jobs", DataTable)
         selected = self.selected_id
         table.clear()
@@ -117,7 +142,7 @@ class QueuePanel(Vertical):
             table.add_row(
                 str(_get(job, "id")), Text(label, style=STATE_STYLE.get(state, "")), str(_get(job, "level")),
                 str(_get(job, "dataset") or args.get("train_data", "") or ""), str(args.get("num_epochs", "")),
-                run.rstrip("/").rsplit("/", 1)[-1], Text(str(_get(job, "error") or ""), style="red"),
+                nproc_text(job), gpus_text(job), run.rstrip("/").rsplit("/", 1)[-1], Text(str(_get(job, "error") or ""), style="red"),
                 key=str(_get(job, "id")))
         if selected is not None and str(selected) in table.rows:
             table.move_cursor(row=table.get_row_index(str(selected)), animate=False)
