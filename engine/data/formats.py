@@ -28,6 +28,7 @@ class Chunk:
     vl: torch.Tensor        # [N, S, H] float
     seq_lens: torch.Tensor  # [N] int64
     ids: torch.Tensor | None = None  # [N] position of each sample in the whole dataset
+    offsets: torch.Tensor | None = None  # packed chunks: egpt/vl are [T, H] tokens, sample i at offsets[i]
 
     def __len__(self) -> int:
         return self.seq_lens.shape[0]
@@ -41,6 +42,18 @@ class ChunkRef:
     n_samples: int
     first_index: int
     subset: tuple[int, ...] | None = None
+    kind: str = "pt"          # "pt": a torch-saved chunk; "packed": raw arrays (engine.data.packed)
+    n_tokens: int = 0
+    dtype: str = ""
+    hidden_dim: int = 0
+
+    @property
+    def files(self) -> list[Path]:
+        if self.kind == "packed":
+            from engine.data.packed import SUFFIXES
+
+            return [self.path.with_name(self.path.name + suffix) for suffix in SUFFIXES]
+        return [self.path]
 
     def __len__(self) -> int:
         return len(self.subset) if self.subset is not None else self.n_samples
@@ -84,6 +97,12 @@ def validate_chunk(obj: object, where: str, expect_hidden: int | None = None) ->
 
 def load_chunk(ref: ChunkRef, expect_hidden: int | None = None, *, mmap: bool = False) -> Chunk:
     """Load and validate one chunk (weights_only; memory-mapped when asked)."""
+    if ref.kind == "packed":
+        from engine.data.packed import load_packed_chunk
+
+        if ref.subset is not None:
+            raise DataError(f"{ref.path.parent.parent}: a packed dataset cannot be split; pass --val_data")
+        return load_packed_chunk(ref)
     try:
         obj = safe_load(ref.path, mmap=mmap)
     except CheckpointError as exc:
@@ -141,11 +160,15 @@ def _open_single(path: Path) -> Dataset:
 
 
 def open_dataset(path: str | Path) -> Dataset:
-    """Open a chunked directory or a single .pt file (the first chunk's shapes are checked)."""
+    """Open a chunked directory, a packed directory or a single .pt file (shapes checked)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"dataset {path} does not exist; check the path or run `adapter-engine synth {path}`")
     if path.is_dir():
+        from engine.data import packed
+
+        if packed.is_packed(path):
+            return packed.open_packed(path)
         return _open_chunked(path)
     return _open_single(path)
 

@@ -12,8 +12,8 @@ from engine.data.formats import DataError, Dataset, load_chunk, open_dataset
 
 
 def _bytes_on_disk(dataset: Dataset) -> int:
-    files = {ref.path for ref in dataset.chunks}
-    if dataset.format == "chunked":
+    files = {f for ref in dataset.chunks for f in ref.files}
+    if dataset.format in ("chunked", "packed"):
         files.add(dataset.path / "index.json")
     return sum(f.stat().st_size for f in files if f.exists())
 

@@ -101,6 +101,13 @@ def make_batch(chunk: Chunk, rows: torch.Tensor, pin: bool = False, ring: Buffer
     longest = int(lens.max())
     mask = torch.arange(longest)[None, :] < lens[:, None]
     ids = chunk.ids[rows] if chunk.ids is not None else rows
+    if chunk.offsets is not None:  # packed tokens: scatter into a fresh padded batch
+        from engine.data.packed import gather_packed
+
+        egpt, vl, mask = gather_packed(chunk, rows, longest)
+        if pin:
+            egpt, vl, mask, lens = egpt.pin_memory(), vl.pin_memory(), mask.pin_memory(), lens.pin_memory()
+        return Batch(egpt, vl, mask, lens, ids)
     if ring is not None:
         egpt, vl = ring.gather(chunk, rows, longest)
         if ring.pin:
@@ -227,7 +234,8 @@ class ChunkedLoader:
         return total
 
     def _load(self, ref: ChunkRef) -> Chunk:
-        read_ahead(ref.path)
+        for path in ref.files:
+            read_ahead(path)
         return load_chunk(ref, self.dataset.hidden_dim, mmap=True)
 
     def __iter__(self) -> Iterator[Batch]:
