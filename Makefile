@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install demo-data clean
 
-demo: install demo-data
+demo: install
 	$(VENV)/bin/adapter-tui
 
 test: install

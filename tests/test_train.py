@@ -261,3 +261,10 @@ def test_runs_lists_a_seed_format_run(tmp_path):
     assert rows["L1_20260101_000000"]["state"] == "unreadable" and "not valid JSON" in rows["L1_20260101_000000"]["error"]
     md = run_cli("runs", tmp_path, "--md", check=True).stdout
     assert "| L3 | 16.8M | 1.2499 | 0.790 | 24.9% |" in md
+
+
+def test_bf16_autocast_runs_on_cpu_when_asked(tmp_path, tiny_data):
+    assert train(tiny_data, tmp_path, "--level", "L1", "--num_epochs", 1, "--precision", "bf16", "--no_eval") == 0
+    config = json.loads((only_run(tmp_path) / "config.json").read_text())
+    assert config["precision"] == "bf16"
+    assert json.loads((only_run(tmp_path) / "status.json").read_text())["state"] == "done"
