@@ -24,6 +24,7 @@ from adapters.losses import level_loss, masked_cosine
 from adapters.registry import build_adapter, build_kwargs, count_parameters, load_registry
 from engine.data.formats import DataError, Dataset, open_dataset, split_train_val
 from engine.data.loader import train_loader, val_loader
+from engine.console import EpochProgress
 from engine.device import autocast, make_optimizer, resolve_precision, to_device
 from engine.distributed import DistContext, all_reduce, any_rank, broadcast
 from engine.fileio import read_json, write_json
@@ -203,6 +204,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.status = StatusWriter(run_dir, enabled=ctx.is_main, num_epochs=s.num_epochs, device=str(self.device))
+        self.progress = EpochProgress(enabled=None if ctx.is_main else False)
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_last(self) -> None:
@@ -245,6 +247,13 @@ class Trainer:
         loader = self.train_batches
         loader.set_epoch(self.epoch)
         steps = len(loader)
+        self.progress.start(self.epoch + 1, self.settings.num_epochs, steps)
+        try:
+            return self._train_steps(loader, steps)
+        finally:
+            self.progress.stop()
+
+    def _train_steps(self, loader, steps: int) -> dict[str, float]:
         losses, cosines, tokens = [], [], 0
         started = time.perf_counter()
         for step, batch in enumerate(to_device(loader, self.device), start=1):
@@ -268,15 +277,15 @@ class Trainer:
             elapsed = time.perf_counter() - started
             epoch_eta = elapsed / step * (steps - step)
             remaining_epochs = self.settings.num_epochs - self.epoch - 1
-            self.status.update(step=step, steps_per_epoch=steps, running_loss=sum(losses) / len(losses),
-                               tokens_per_s=tokens / max(elapsed, 1e-9),
+            running_loss, rate = sum(losses) / len(losses), tokens / max(elapsed, 1e-9)
+            self.status.update(step=step, steps_per_epoch=steps, running_loss=running_loss, tokens_per_s=rate,
                                eta_s=epoch_eta + remaining_epochs * (elapsed / step * steps))
+            self.progress.advance(step, running_loss, rate)
         elapsed = time.perf_counter() - started
         totals = all_reduce(torch.tensor([sum(losses), sum(cosines), len(losses), tokens], dtype=torch.float64,
                                          device=self.device), self.ctx).tolist()
         return {"train_loss": totals[0] / max(totals[2], 1), "train_cos_sim": totals[1] / max(totals[2], 1),
-                "train_tokens_per_s": totals[3] / max(elapsed, 1e-9), "data_wait_frac": loader.wait_s / max(elapsed, 1e-9),
-                "train_time_s": elapsed}
+                "train_tokens_per_s": totals[3] / max(elapsed, 1e-9), "data_wait_frac": loader.wait_s / max(elapsed, 1e-9)}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

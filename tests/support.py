@@ -23,3 +23,15 @@ def make_synth(out, **kw):
     defaults.update(kw)
     lm_head = defaults.pop("lm_head", False)
     return synthesize(Path(out), SynthConfig(**defaults), lm_head=lm_head, force=True)
+
+
+def epochs_recorded(runs_root: Path) -> int:
+    """Epochs in the first history.json under runs_root/<LEVEL>/<RUN>/ (0 if none or unreadable yet)."""
+    import json
+
+    for path in Path(runs_root).glob("*/*/history.json"):
+        try:
+            return len(json.loads(path.read_text())["val_loss"])
+        except (ValueError, KeyError):
+            return 0
+    return 0

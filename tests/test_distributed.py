@@ -11,7 +11,7 @@ import time
 import pytest
 import torch.multiprocessing as mp
 
-from support import ROOT, run_cli
+from support import ROOT, epochs_recorded, run_cli
 
 
 def free_port() -> int:
@@ -61,15 +61,6 @@ def test_two_rank_validation_equals_one_process(tmp_path, tiny_data, level):
         assert two[key] == pytest.approx(one[key], abs=1e-6), key
 
 
-def history_len(root):
-    for path in root.glob("*/*/history.json"):
-        try:
-            return len(json.loads(path.read_text())["val_loss"])
-        except (ValueError, KeyError):
-            return 0
-    return 0
-
-
 @pytest.mark.slow
 def test_nproc_2_run_is_written_once_and_resumes(tmp_path, tiny_data):
     runs = tmp_path / "runs"
@@ -78,7 +69,7 @@ def test_nproc_2_run_is_written_once_and_resumes(tmp_path, tiny_data):
                              "--level", "L2", "--bottleneck_dim", "16", "--batch_size", "4", "--num_epochs", "40",
                              "--output_dir", str(runs)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while history_len(runs) < 1 and time.time() < deadline:
+    while epochs_recorded(runs) < 1 and time.time() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)  # torchrun forwards it to both ranks
     proc.wait(timeout=60)
@@ -86,7 +77,7 @@ def test_nproc_2_run_is_written_once_and_resumes(tmp_path, tiny_data):
     assert len(run_dirs) == 1
     run = run_dirs[0]
     assert json.loads((run / "status.json").read_text())["state"] == "cancelled"
-    done = history_len(runs)
+    done = epochs_recorded(runs)
     assert 1 <= done < 40
     config = json.loads((run / "config.json").read_text())
     config["settings"]["num_epochs"] = done + 1  # finish quickly: one more epoch

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adapters.checkpoint import load_adapter
-from support import ROOT, make_synth, run_cli
+from support import ROOT, epochs_recorded, make_synth, run_cli
 from engine.cli import main
 from engine.rundir import SEED_HISTORY_KEYS
 
@@ -161,15 +161,6 @@ def spawn_train(tiny_data, out, *extra):
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def history_epochs(run_root: Path) -> int:
-    for path in run_root.glob("*/*/history.json"):
-        try:
-            return len(json.loads(path.read_text())["val_loss"])
-        except (ValueError, KeyError):
-            return 0
-    return 0
-
-
 def comparable(history):
     return {k: v for k, v in history.items() if k not in TIMING}
 
@@ -183,12 +174,12 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny_data):
 
     victim = spawn_train(tiny_data, tmp_path / "b", "--num_epochs", epochs)
     deadline = time.time() + 120
-    while history_epochs(tmp_path / "b") < 2 and time.time() < deadline:
+    while epochs_recorded(tmp_path / "b") < 2 and time.time() < deadline:
         time.sleep(0.02)
     victim.kill()
     victim.wait()
     run = only_run(tmp_path / "b")
-    killed_at = history_epochs(tmp_path / "b")
+    killed_at = epochs_recorded(tmp_path / "b")
     assert 2 <= killed_at < epochs, "the run finished before it could be killed"
     out = run_cli("train", "--resume", run)
     assert out.returncode == 0, out.stderr
