@@ -83,6 +83,17 @@ def test_add_preset_all_queues_seven_jobs_in_order_with_each_levels_defaults(dat
         [("L2", 2, 7, 64), ("L1", 2, 7, 64)]
 
 
+def test_add_carries_precision_and_eval_flags_to_the_trainer(data, runs):
+    from engine.queue import trainer_command
+
+    assert main(["queue", "add", "--level", "L1", "--precision", "bf16", "--no_eval", "--compile",
+                 "--train_data", str(data / "train"), "--val_data", str(data / "val"), "--runs", str(runs)]) == 0
+    with JobQueue(runs) as q:
+        job = q.jobs()[-1]
+    argv = trainer_command(job, runs)
+    assert "--precision=bf16" in argv and "--no_eval" in argv and "--compile" in argv
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--level", "NOPE"], "unknown level 'NOPE'"),
     (["--preset", "nope"], "unknown preset 'nope'"),

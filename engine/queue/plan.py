@@ -19,7 +19,7 @@ TRAIN_FLAG_DEFAULTS: dict[str, Any] = {
     "train_data": None, "val_data": None, "val_split": 0.1, "output_dir": "runs", "adapter_level": None,
     "vlm_only": False, "hidden_dim": None, **{name: None for name in ARCH_FLAGS},
     **{name: None for name in TRAIN_FLAGS}, "level": None, "dataset": None, "seed": 0, "device": "auto",
-    "lm_head": None, "config": None,
+    "lm_head": None, "config": None, "no_eval": False, "precision": "auto", "compile": False,
 }
 
 
@@ -62,6 +62,9 @@ def job_args(settings: TrainSettings) -> dict[str, Any]:
         "device": settings.device,
         "vlm_only": True if settings.vlm_only else None,
         "hidden_dim": settings.hidden_dim,
+        "no_eval": True if settings.no_eval else None,
+        "precision": settings.precision if settings.precision != "auto" else None,
+        "compile": True if settings.compile else None,
         **settings.arch_overrides,
     }
     if settings.lm_head:
