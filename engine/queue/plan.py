@@ -12,15 +12,21 @@ from typing import Any
 
 from adapters.errors import UserInputError
 from adapters.registry import load_registry
-from engine.settings import ARCH_FLAGS, TRAIN_FLAGS, TrainSettings, resolve
+from engine.settings import TRAIN_FLAGS, TrainSettings, resolve
 
-# The flags of `adapter-engine train` (engine.commands.train.add_train_flags) with their defaults.
-TRAIN_FLAG_DEFAULTS: dict[str, Any] = {
-    "train_data": None, "val_data": None, "val_split": 0.1, "output_dir": "runs", "adapter_level": None,
-    "vlm_only": False, "hidden_dim": None, **{name: None for name in ARCH_FLAGS},
-    **{name: None for name in TRAIN_FLAGS}, "level": None, "dataset": None, "seed": 0, "device": "auto",
-    "lm_head": None, "config": None, "no_eval": False, "precision": "auto", "compile": False,
-}
+def _train_flag_defaults() -> dict[str, Any]:
+    """The flags of `adapter-engine train` with their defaults, read from its own parser so the
+    queue can never drift from the trainer."""
+    import argparse
+
+    from engine.commands.train import add_train_flags
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_train_flags(parser)
+    return vars(parser.parse_args([]))
+
+
+TRAIN_FLAG_DEFAULTS: dict[str, Any] = _train_flag_defaults()
 
 
 @dataclass
