@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     table = Table(title=f"Runs in {root}")
     columns = ("run", "level", "params", "state", "epochs", "val loss", "cos", "acc@.90", "cons@.90",
-               "E[acc]", "speedup", "time")
+               "E acc@γ", "speedup", "time")
     for name in columns:
         table.add_column(name, justify="left" if name in ("run", "level", "state") else "right")
     for r in rows:
