@@ -21,10 +21,11 @@ def test_bench_metrics_agree_and_report(tmp_path):
 
 def test_bench_step_runs_both_sides_at_a_small_size():
     out = run_cli("bench", "step", "--levels", "L1,L4", "--hidden_dim", "64", "--samples", "32", "--val_samples", "16",
-                  "--max_seq", "8", "--batch_size", "16", "--repeats", "1", "--json", check=True)
+                  "--max_seq", "8", "--batch_size", "16", "--repeats", "1", "--peak_tflops", "1", "--json", check=True)
     result = json.loads(out.stdout)
     assert [row["level"] for row in result["levels"]] == ["L1", "L4"]
     assert all(row["ours"] > 0 and row["baseline"] > 0 for row in result["levels"])
+    assert all(0 < row["ours_mfu"] < 1 and 0 < row["baseline_mfu"] < 1 for row in result["levels"])
 
 
 def test_seed_style_model_computes_the_same_function(registry):

@@ -36,3 +36,11 @@ def test_fused_adamw_on_cuda():
 
     param = torch.nn.Parameter(torch.zeros(3, device="cuda"))
     assert make_optimizer([param], 1e-3, torch.device("cuda")).defaults["fused"] is True
+
+
+def test_bench_step_on_cuda_reports_mfu():
+    from engine.bench.step import bench_step
+
+    result = bench_step(["L1", "L4"], hidden_dim=256, samples=64, val_samples=32, max_seq=16, batch_size=16,
+                        repeats=1, device="cuda", peak_tflops=100.0)
+    assert all(row["ours"] > 0 and "ours_mfu" in row for row in result["levels"])

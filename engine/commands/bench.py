@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     step.add_argument("--batch_size", type=int, default=64)
     step.add_argument("--repeats", type=int, default=3)
     step.add_argument("--config", help="adapters.toml to read")
+    step.add_argument("--device", default="cpu", help="cpu or cuda[:N] (ours then runs bf16 + fused AdamW)")
+    step.add_argument("--peak_tflops", type=float, help="dense bf16 peak for MFU (default: known GPUs; none on CPU)")
     step.add_argument("--json", action="store_true")
     step.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     step.set_defaults(func=run_step)
@@ -88,14 +90,21 @@ def run_step(args: argparse.Namespace) -> int:
     levels = [k for k in args.levels.split(",") if k]
     if not levels or min(args.hidden_dim, args.samples, args.val_samples, args.max_seq, args.batch_size, args.repeats) < 1:
         raise UserInputError("--levels must name at least one level and every size must be >= 1")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserInputError(f"--device {args.device}: no CUDA device here; use --device cpu")
     result = bench_step(levels, args.hidden_dim, args.samples, args.val_samples, args.max_seq, args.batch_size,
-                        args.repeats, args.config)
+                        args.repeats, args.config, args.device, args.peak_tflops)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     for row in result["levels"]:
-        print(f"step {row['level']} ({row['params']:,} params, hidden {result['hidden_dim']}): ours {row['ours']:,.0f}, "
-              f"seed-style {row['baseline']:,.0f} train tokens/s per epoch, ratio {row['ratio']:.2f}x")
+        mfu = f", MFU ours {row['ours_mfu']:.1%} vs {row['baseline_mfu']:.1%}" if "ours_mfu" in row else ""
+        print(f"step {row['level']} ({row['params']:,} params, hidden {result['hidden_dim']}, {result['device']}): "
+              f"ours {row['ours']:,.0f}, seed-style {row['baseline']:,.0f} train tokens/s per epoch, "
+              f"ratio {row['ratio']:.2f}x{mfu}")
     return 0
 
 
