@@ -210,9 +210,11 @@ def test_recycled_buffers_give_the_same_batches(tiny_data):
         assert torch.equal(a.egpt, b.egpt) and torch.equal(a.vl, b.vl)
 
 
-@pytest.mark.parametrize("chunks, world", [(3, 2), (4, 2), (2, 3), (1, 2), (5, 4)])
-def test_ranks_share_every_sample_once_with_equal_steps(tmp_path, chunks, world):
-    make_synth(tmp_path, samples=50 * chunks - 7, val_samples=8, hidden_dim=16, max_seq=6, chunk_size=50)
+@pytest.mark.parametrize("chunks, world, last", [(3, 2, 43), (4, 2, 43), (2, 3, 43), (1, 2, 43), (5, 4, 43),
+                                                 (2, 2, 1)])
+def test_ranks_share_every_sample_once_with_equal_steps(tmp_path, chunks, world, last):
+    # `last`: samples in the last chunk; (2, 2, 1) leaves one rank a single sample by chunk
+    make_synth(tmp_path, samples=50 * (chunks - 1) + last, val_samples=8, hidden_dim=16, max_seq=6, chunk_size=50)
     ds = open_dataset(tmp_path / "train")
     for epoch in range(2):
         seen, steps = [], []

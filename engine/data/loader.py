@@ -1,10 +1,11 @@
 """Chunked loaders with background prefetch (SPEC §4, §9).
 
-Chunks are memory-mapped, so a batch copies only its own rows, trimmed; nothing else of the
-chunk is copied. While one chunk is consumed, a background thread opens and validates the next
-and asks the kernel to read it ahead (POSIX_FADV_WILLNEED), so its pages are in memory before
-they are needed. At most two chunks (plus the batch in flight) are mapped at any time. Batches are built with tensor indexing, trimmed to
-their longest sequence, with the mask built from seq_lens: no Python loop per sample.
+Chunks are memory-mapped, so a batch copies only its own rows; nothing else of the chunk is
+copied. While one chunk is consumed, a background thread opens and validates the next and asks
+the kernel to read it ahead (POSIX_FADV_WILLNEED), so its pages are in memory before they are
+needed. At most two chunks (plus the batch in flight) are mapped at any time. Batches are built
+with tensor indexing, trimmed to their longest sequence, with the mask built from seq_lens: no
+Python loop per sample.
 """
 
 from __future__ import annotations
@@ -127,6 +128,11 @@ def split_sizes(n: int, batches: int, batch_size: int) -> list[int]:
     return [len(part) for part in torch.arange(n).tensor_split(batches)]
 
 
+def _steps(shares: list[list[tuple[int, int]]], batch_size: int) -> int:
+    """Steps of the busiest rank when each takes full batches of its (chunk, samples) shares."""
+    return max(sum(-(-m // batch_size) for _, m in share) for share in shares)
+
+
 class ChunkedLoader:
     """Iterates batches over a list of chunks with one chunk prefetched in the background.
 
@@ -161,6 +167,7 @@ class ChunkedLoader:
         self.ring = BufferRing(reuse_buffers, pin_memory) if reuse_buffers > 0 else None
         self.epoch = 0
         self.wait_s = 0.0  # time the consumer spent waiting for a chunk, this epoch
+        self._strided = False  # set by schedule(): ranks share every chunk sample by sample
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -185,11 +192,16 @@ class ChunkedLoader:
             return [(ref, None, i) for i, ref in enumerate(chunks)]
         if not self.shuffle:
             return [(ref, None, i) for i, ref in enumerate(chunks)]
-        if len(chunks) >= world:
-            shares = [[(i, len(ref)) for i, ref in enumerate(chunks) if i % world == r] for r in range(world)]
-        else:  # fewer chunks than ranks: every rank takes a strided share of every chunk
-            shares = [[(i, len(range(r, len(ref), world))) for i, ref in enumerate(chunks)] for r in range(world)]
-        steps = max(sum(-(-m // b) for _, m in share) for share in shares)
+        whole = [[(i, len(ref)) for i, ref in enumerate(chunks) if i % world == r] for r in range(world)]
+        strided = [[(i, len(range(r, len(ref), world))) for i, ref in enumerate(chunks)] for r in range(world)]
+        shares, steps = whole, _steps(whole, b)
+        # With fewer chunks than ranks, or chunks so uneven that a rank has fewer samples than the
+        # busiest rank has steps, every rank takes a strided share of every chunk instead.
+        self._strided = any(sum(m for _, m in share) < steps for share in whole)
+        if self._strided:
+            shares, steps = strided, _steps(strided, b)
+            if any(sum(m for _, m in share) < steps for share in shares):
+                raise ValueError(f"{self.dataset.path}: too few samples for {world} ranks at batch size {b}")
         mine = shares[self.rank]
         counts = [-(-m // b) for _, m in mine]
         extra, k = steps - sum(counts), 0
@@ -207,7 +219,7 @@ class ChunkedLoader:
 
     def _batches_of(self, chunk: Chunk, plan: list[tuple[int, int]] | None, position: int) -> Iterator[torch.Tensor]:
         rows = self._rows(position, len(chunk))
-        if self.world_size > 1 and self.shuffle and len(self.dataset.chunks) < self.world_size:
+        if self._strided:
             rows = rows[self.rank::self.world_size]
         if plan is not None:
             for start, size in plan:
