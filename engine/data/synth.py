@@ -2,7 +2,8 @@
 
 Generative process (all per-dimension unit variance, so LayerNorm'd predictions can match):
   tokens   t_i ~ Uniform(vocab)                       a token sequence per sample
-  z_i      = E[t_i]                                   shared token content, E ~ N(0, 1)^{V×H}
+  z_i      = E[t_i]                                   shared token content; tokens come in families of
+                                                      `family` near-synonyms: E[t] = √(1−s²)·F[t // family] + s·N(0, 1)
   drafter  e_i = z_i + σ_d · ε                        what the event-camera model sees (noisy)
   verifier v_i = a · z_i                              the part a copy of e_i already explains
                + b · φ(z_i)                           per-token nonlinear map, φ(z) = norm(tanh(z W1) W2)
@@ -11,7 +12,8 @@ Generative process (all per-dimension unit variance, so LayerNorm'd predictions 
 With the defaults, copying e scores cosine ≈ 0.6; a per-token map (L1–L3) can learn the a and b
 parts (≈ 0.85); attention over earlier tokens (L4/L5) also reaches the c part; levels that read
 the verifier states themselves (B1, L5F) score highest. The optional LM head is E scaled into
-the verifier space, so a token's state points at its own row: token metrics are meaningful.
+the verifier space, so a token's state points at its own row; telling a token from its
+near-synonyms needs the small `s` part, so token agreement separates good adapters from weak ones.
 Deterministic for a seed: the model (E, W1, W2, C) comes from `seed`, train samples from
 seed + 1 and validation samples from seed + 2.
 """
@@ -42,6 +44,8 @@ class SynthConfig:
     min_seq: int = 4
     chunk_size: int = 512
     vocab: int = 512
+    family: int = 8
+    synonym_spread: float = 0.2
     seed: int = 0
     a: float = 0.65
     b: float = 0.45
@@ -57,7 +61,10 @@ class Generator:
         self.cfg = cfg
         g = torch.Generator().manual_seed(cfg.seed)
         h = cfg.hidden_dim
-        self.embed = torch.randn(cfg.vocab, h, generator=g)
+        families = torch.randn(-(-cfg.vocab // cfg.family), h, generator=g)
+        spread = cfg.synonym_spread
+        self.embed = (math.sqrt(1 - spread ** 2) * families.repeat_interleave(cfg.family, 0)[: cfg.vocab]
+                      + spread * torch.randn(cfg.vocab, h, generator=g))
         self.w1 = torch.randn(h, h, generator=g) / math.sqrt(h)
         self.w2 = torch.randn(h, h, generator=g) / math.sqrt(h)
         self.ctx = torch.randn(h, h, generator=g) / math.sqrt(h)
