@@ -27,3 +27,4 @@ def test_models_never_import_ui(module):
 @pytest.mark.parametrize("module", ["tui", "adapters.registry", "engine.fileio"])
 def test_tui_side_never_imports_torch(module):
     assert "torch" not in loaded_after(f"import {module}")
+

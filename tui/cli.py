@@ -18,6 +18,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from adapters.errors import ConfigError
+    from adapters.registry import load_registry
+
+    try:  # a broken config is a usage error: one line and exit 2 before the screen is taken
+        load_registry(args.config)
+    except ConfigError as exc:
+        print(f"adapter-tui: error: {exc}", file=sys.stderr)
+        return 2
     from tui.app import make_app
 
     make_app(args.runs, args.config, args.poll).run()
