@@ -1,6 +1,7 @@
 """The trainer end to end on tiny synthetic data: run directories, recipe, resume, signals."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -259,3 +260,24 @@ def test_bf16_autocast_runs_on_cpu_when_asked(tmp_path, tiny_data):
     config = json.loads((only_run(tmp_path) / "config.json").read_text())
     assert config["precision"] == "bf16"
     assert json.loads((only_run(tmp_path) / "status.json").read_text())["state"] == "done"
+
+
+def test_running_run_without_its_process_shows_interrupted(tmp_path):
+    import socket
+
+    from engine.runindex import summarize
+
+    run = tmp_path / "L1" / "L1_20260101_000000"
+    run.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    status = {"state": "running", "pid": dead.pid, "host": socket.gethostname(), "updated_at": now}
+    (run / "status.json").write_text(json.dumps(status))
+    assert summarize(run).state == "interrupted"
+    status.update(pid=os.getpid(), updated_at="2020-01-01T00:00:00+00:00")  # alive, but silent for years
+    (run / "status.json").write_text(json.dumps(status))
+    assert summarize(run).state == "interrupted"
+    status.update(updated_at=now)
+    (run / "status.json").write_text(json.dumps(status))
+    assert summarize(run).state == "running"
