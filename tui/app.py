@@ -58,7 +58,7 @@ class AdapterTUI(App):
     def on_ready(self) -> None:
         self.ready_at = time.perf_counter()
         if self.exit_on_ready:
-            self.exit()
+            self.set_timer(0.2, self.exit)  # let pending mounts land first (no errors on the way out)
 
     def on_unmount(self) -> None:
         if self.watcher is not None:
@@ -82,11 +82,11 @@ class AdapterTUI(App):
         yield SystemCommand("Launch: queue trainings", "Show the Launch tab", lambda: main.action_tab("launch"))
         yield SystemCommand("Queue: jobs and worker", "Show the Queue tab", lambda: main.action_tab("queue"))
         yield SystemCommand("Start now", "Queue the Launch form's levels at the front",
-                            lambda: main.launch.action_submit(True))
+                            lambda: main.with_launch(lambda launch: launch.action_submit(True)))
         yield SystemCommand("Add to queue", "Queue the Launch form's levels at the back",
-                            lambda: main.launch.action_submit(False))
+                            lambda: main.with_launch(lambda launch: launch.action_submit(False)))
         yield SystemCommand("Queue preset", "Queue every level of the chosen preset",
-                            lambda: main.launch.action_preset())
+                            lambda: main.with_launch(lambda launch: launch.action_preset()))
         yield SystemCommand("Create demo dataset and train L1", "adapter-engine synth, then queue L1",
                             main.make_demo)
         yield SystemCommand("Start queue worker", "Start a detached worker if none is alive",

@@ -11,13 +11,19 @@ from pathlib import Path
 from typing import Callable
 
 from textual.message import Message
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
+                             FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent,
+                             FileSystemEventHandler)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from engine.rundir import CONFIG, EVAL, HISTORY, LOG, STATUS
 
 RUN_FILES = {CONFIG, HISTORY, STATUS, EVAL, LOG}
+# What the handler uses. Without a filter inotify also reports every open and read-only close,
+# so reading 1,000 run directories (3,000+ files) would flood the observer thread.
+EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent,
+          DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
 QUEUE_FILES = {"queue.db", "queue.db-wal"}
 
 
@@ -97,7 +103,7 @@ class RunsWatcher:
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.observer.schedule(_Handler(self.root, self.post), str(self.root), recursive=True)
+        self.observer.schedule(_Handler(self.root, self.post), str(self.root), recursive=True, event_filter=EVENTS)
         self.observer.daemon = True
         self.observer.start()
 

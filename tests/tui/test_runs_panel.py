@@ -28,7 +28,7 @@ async def test_leaderboard_lists_ours_and_seed_format(runs, app_factory):
         assert seed.epochs_done == 4 and seed.params == 6_324_227
         # best value per column is highlighted
         cell = board._cell(seed, "best_val_loss")
-        assert "reverse" in str(cell.spans[0].style)
+        assert "reverse" in cell.style
         # selecting the seed run plots its curves
         assert await wait_for(pilot, lambda: app.main.curves.drawn_history.get("val_loss", []) != [])
         assert len(app.main.curves.drawn_history["val_loss"]) == 4
@@ -130,3 +130,28 @@ async def test_notification_when_run_finishes(runs, app_factory):
         write_json(run / "status.json", {"state": "diverged", "error": "loss is NaN at epoch 3"})
         assert await wait_for(pilot, lambda: bells)
         assert any("diverged" in n.message for n in app._notifications)
+
+
+async def test_live_updates_widen_columns_and_move_the_best_highlight(runs, app_factory):
+    """Columns have fixed widths computed from the text (cells are not measured by the table):
+    a longer value widens its column, and the best-value highlight follows a live improvement."""
+    a = make_run(runs, "L1", "L1_a", start=1.0)
+    b = make_run(runs, "L1", "L1_b", start=0.5, state="running")
+    app = app_factory()
+    from textual.widgets.data_table import ColumnKey
+
+    async with app.run_test(size=(160, 40)) as pilot:
+        assert await wait_for(pilot, lambda: rows(app) == 2)
+        table = app.main.leaderboard.table
+        width = lambda key: table.columns[ColumnKey(key)].width  # noqa: E731
+        assert width("run") == len("L1_a") and width("level") == len("level")
+        best = lambda path: "reverse" in table.get_cell(path, "best_val_loss").style  # noqa: E731
+        assert best(str(b)) and not best(str(a))
+        # a beats b: the highlight moves
+        write_json(a / "history.json", {"val_loss": [0.1], "val_cos_sim": [0.9]})
+        assert await wait_for(pilot, lambda: best(str(a)) and not best(str(b)))
+        # b fails with a long error: the state column grows to fit it
+        write_json(b / "status.json", {"state": "failed", "error": "CUDA out of memory while allocating"})
+        assert await wait_for(pilot, lambda: "CUDA out of memory" in screen_text(app))
+        state = str(table.get_cell(str(b), "state"))
+        assert width("state") == len(state) == len("failed: CUDA out of memory while allocating")

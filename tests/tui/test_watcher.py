@@ -62,3 +62,28 @@ def test_observer_stops_on_exit(runs, app_factory):
 
     asyncio.run(run())
     assert not app.watcher.observer.is_alive()
+
+
+def test_reading_run_files_posts_nothing(runs):
+    """The observer asks inotify for writes, moves, creates and deletes only: the TUI reading
+    1,000 run directories must not flood it with open/close events."""
+    from tui.data import read_run
+    from tui.watcher import RunsWatcher
+
+    paths = [make_run(runs, "L1", f"L1_{i}") for i in range(20)]
+    messages = []
+    watcher = RunsWatcher(runs, messages.append)
+    watcher.start()
+    try:
+        time.sleep(0.2)
+        for path in paths:
+            read_run(path)
+        time.sleep(0.5)
+        assert messages == []
+        write_json(paths[0] / "history.json", history(3))
+        deadline = time.monotonic() + 3
+        while not messages and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert messages and messages[0].run_dir == str(paths[0])
+    finally:
+        watcher.stop()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.lazy import Lazy
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, SelectionList, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -73,6 +73,7 @@ class MainScreen(Screen):
         self.loaded_s: float | None = None
         self.scan_s: float | None = None
         self.loaded_at = 0.0
+        self._panels: set[str] = set()
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="tabs", initial="runs"):
@@ -85,13 +86,9 @@ class MainScreen(Screen):
                         yield RunDetails(id="details-panel")
                     with TabPane("Log t", id="log"):
                         yield LogTail(id="log-panel")
-                    with TabPane("Accept p", id="accept"):
-                        yield Lazy(AcceptancePanel(id="accept-panel"))
-            with TabPane("Launch 2", id="launch"):
-                # Hidden at start: mounted after the first frame, so first paint stays fast.
-                yield Lazy(LaunchPanel(self.registry, id="launch-panel"))
-            with TabPane("Queue 3", id="queue"):
-                yield Lazy(QueuePanel(id="queue-panel"))
+                    yield TabPane("Accept p", id="accept")  # panels below: see _mount_panels
+            yield TabPane("Launch 2", id="launch")
+            yield TabPane("Queue 3", id="queue")
         yield Footer()
 
     # -- shortcuts to children ---------------------------------------------------------------
@@ -114,7 +111,10 @@ class MainScreen(Screen):
     def on_mount(self) -> None:
         self.mounted_at = time.perf_counter()
         self.leaderboard.table.focus()
-        self.scan()
+        # Read the runs once the first frame is out: the reader thread and the event loop share
+        # one interpreter lock, so starting it earlier only slows the first paint down.
+        self.call_after_refresh(self.scan)
+        self.set_timer(3, self._mount_panels)  # in case the first scan is slow (network filesystem)
         self.load_queue()
         self.set_interval(15, self._recheck_running)
         self.set_interval(3, self._tick_queue)
@@ -184,9 +184,8 @@ class MainScreen(Screen):
         for run in message.runs:
             self.states[run.path] = run.state
         self.leaderboard.set_runs(message.runs)
-        self.loaded_at = time.perf_counter()
-        if self.loaded_s is None:
-            self.loaded_s = self.loaded_at - self.mounted_at
+        # Loaded means on screen: after the table has measured its rows and the screen refreshed.
+        self.leaderboard.table.call_after_refresh(self._rows_painted)
         if self.follow_new:
             new = [r.path for r in message.runs if r.path not in known]
             if new:
@@ -195,12 +194,41 @@ class MainScreen(Screen):
         if message.first_run:
             self._offer_demo()
 
-    def _offer_demo(self) -> None:
-        if not self.query(LaunchPanel):  # still being mounted (Lazy)
-            self.set_timer(0.05, self._offer_demo)
+    def _rows_painted(self) -> None:
+        self.loaded_at = time.perf_counter()
+        if self.loaded_s is None:
+            self.loaded_s = self.loaded_at - self.mounted_at
+            self._mount_panels()
+
+    def _mount_panels(self, panes: set[str] | None = None) -> None:
+        """The hidden panels (Launch, Queue, Accept) are mounted once the first rows are on
+        screen, or at once when one is asked for: building them while the runs are read would
+        hold up the first frame and the leaderboard. Until then `query(LaunchPanel)` is empty."""
+        makers = {"accept": lambda: AcceptancePanel(id="accept-panel"),
+                  "launch": lambda: LaunchPanel(self.registry, id="launch-panel"),
+                  "queue": lambda: QueuePanel(id="queue-panel")}
+        for pane, make in makers.items():
+            if pane not in self._panels and (panes is None or pane in panes):
+                self._panels.add(pane)
+                self.query_one(f"#{pane}", TabPane).mount(make())
+
+    def _ready(self, cls: type[Widget]) -> bool:
+        """Whether the panel of this class is mounted, its children in place."""
+        return any(w.is_mounted for w in self.query(cls))
+
+    def with_launch(self, action: Callable[[LaunchPanel], object]) -> None:
+        """Run action(launch panel) once the panel is mounted (mounting it now if need be)."""
+        self._mount_panels({"launch"})
+        if not self._ready(LaunchPanel):
+            self.set_timer(0.05, lambda: self.with_launch(action))
             return
-        self.launch.set_first_run(True)
-        self.action_tab("launch")
+        action(self.launch)
+
+    def _offer_demo(self) -> None:
+        def offer(launch: LaunchPanel) -> None:
+            launch.set_first_run(True)
+            self.action_tab("launch")
+        self.with_launch(offer)
 
     @on(RunRead)
     def _run_read(self, message: RunRead) -> None:
@@ -230,8 +258,9 @@ class MainScreen(Screen):
 
     @on(QueueLoaded)
     def _queue_loaded(self, message: QueueLoaded) -> None:
-        for panel in self.query(QueuePanel):  # none until the Lazy mount
-            panel.set_jobs(message.jobs, message.worker, message.error)
+        for panel in self.query(QueuePanel):
+            if panel.is_mounted:  # else it asks again when it is (QueuePanel.Mounted)
+                panel.set_jobs(message.jobs, message.worker, message.error)
 
     # -- selection, marks, inspector ---------------------------------------------------------
     @on(Leaderboard.RunHighlighted)
@@ -285,8 +314,9 @@ class MainScreen(Screen):
             else:
                 runs.append(AcceptanceRun(data.summary.run, data.evaluation, data.eval_problem,
                                           path == self.selected))
-        for panel in self.query(AcceptancePanel):  # none until the Lazy mount
-            panel.show(runs)
+        for panel in self.query(AcceptancePanel):
+            if panel.is_mounted:  # else it asks again when it is (AcceptancePanel.Mounted)
+                panel.show(runs)
 
     @on(AcceptancePanel.Mounted)
     def _acceptance_mounted(self, message: AcceptancePanel.Mounted) -> None:
@@ -299,12 +329,15 @@ class MainScreen(Screen):
         if data is None or not data.config:
             self.notify("this run has no readable config.json to fork", severity="warning")
             return
-        problem = self.launch.fill_from_config(data.config)
-        if problem:
-            self.notify(problem, severity="warning")
-            return
-        self.action_tab("launch")
-        self.notify(f"forked {data.summary.run}: edit and press ctrl+s")
+
+        def fork(launch: LaunchPanel) -> None:
+            problem = launch.fill_from_config(data.config)
+            if problem:
+                self.notify(problem, severity="warning")
+                return
+            self.action_tab("launch")
+            self.notify(f"forked {data.summary.run}: edit and press ctrl+s")
+        self.with_launch(fork)
 
     @on(Leaderboard.ResumeRequested)
     def _resume(self, message: Leaderboard.ResumeRequested) -> None:
@@ -361,7 +394,7 @@ class MainScreen(Screen):
 
     @on(DatasetInspected)
     def _inspected(self, message: DatasetInspected) -> None:
-        self.launch.show_dataset(message.info, message.error)
+        self.with_launch(lambda launch: launch.show_dataset(message.info, message.error))
 
     @on(LaunchPanel.ParamsWanted)
     def _params_wanted(self, message: LaunchPanel.ParamsWanted) -> None:
@@ -374,7 +407,7 @@ class MainScreen(Screen):
 
     @on(LevelsCounted)
     def _levels_counted(self, message: LevelsCounted) -> None:
-        self.launch.set_params(message.hidden_dim, message.rows)
+        self.with_launch(lambda launch: launch.set_params(message.hidden_dim, message.rows))
 
     @on(LaunchPanel.DemoRequested)
     def _demo(self, message: LaunchPanel.DemoRequested) -> None:
@@ -397,7 +430,7 @@ class MainScreen(Screen):
 
     @on(SynthProgressed)
     def _synth_progress(self, message: SynthProgressed) -> None:
-        self.launch.synth_progress(message.line)
+        self.with_launch(lambda launch: launch.synth_progress(message.line))
 
     @on(QueuePanel.Mounted)
     def _queue_mounted(self, message: QueuePanel.Mounted) -> None:
@@ -437,13 +470,14 @@ class MainScreen(Screen):
             self.notify(str(error).splitlines()[0] if str(error) else error.__class__.__name__,
                         title=event.worker.group, severity="error", timeout=8)
             if event.worker.group == "demo":
-                self.launch.synth_progress(f"failed: {error}")
+                self.with_launch(lambda launch: launch.synth_progress(f"failed: {error}"))
 
     # -- actions -----------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab
-        if (tab == "launch" and not self.query(LaunchPanel)) or (tab == "queue" and not self.query(QueuePanel)):
-            self.set_timer(0.05, lambda: self.action_tab(tab))  # still being mounted (Lazy)
+        self._mount_panels({tab})
+        if (tab == "launch" and not self._ready(LaunchPanel)) or (tab == "queue" and not self._ready(QueuePanel)):
+            self.set_timer(0.05, lambda: self.action_tab(tab))  # still being mounted
             return
         if tab == "runs":
             self.leaderboard.table.focus()
@@ -461,6 +495,7 @@ class MainScreen(Screen):
     def action_inspect(self, pane: str) -> None:
         self.query_one("#tabs", TabbedContent).active = "runs"
         self.query_one("#inspector", TabbedContent).active = pane
+        self._mount_panels({pane})
 
     def action_log_y(self) -> None:
         self.curves.toggle_log()
@@ -479,8 +514,13 @@ class MainScreen(Screen):
 
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._mount_panels({event.pane.id})
         if event.pane.id == "queue":
             self.load_queue()
+
+    @on(TabbedContent.TabActivated, "#inspector")
+    def _inspector_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._mount_panels({event.pane.id})
 
     def run_data(self, path: str) -> Any:
         return self.cache.get(path)

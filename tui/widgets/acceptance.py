@@ -96,7 +96,7 @@ class AcceptancePanel(Vertical):
         yield PlotextPlot(id="plot-position")
 
     def on_mount(self) -> None:
-        self.post_message(self.Mounted())
+        self.call_after_refresh(self.post_message, self.Mounted())  # once is_mounted is true
         self.request_redraw()
 
     def show(self, runs: list[AcceptanceRun]) -> None:

@@ -159,6 +159,8 @@ class LaunchPanel(VerticalScroll):
                         valid_empty=valid_empty, compact=True)
 
     def on_mount(self) -> None:
+        if not self.query("#levels"):  # the app quit while this panel was being mounted
+            return
         if self.registry and self.registry.levels:
             first = next(iter(self.registry.levels))
             self.query_one("#levels", SelectionList).select(first)

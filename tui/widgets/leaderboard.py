@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -39,6 +41,33 @@ BEST_COLUMNS = {"best_val_loss", "cos_sim", "accept_90", "consecutive_90", "pref
 STATE_STYLE = {"running": "bold cyan", "done": "green", "failed": "bold red", "diverged": "bold red",
                "cancelled": "yellow", "interrupted": "yellow", "queued": "dim", "unreadable": "bold red"}
 MARK = "●"
+LEFT = {"run", "level", "state", "mark"}
+
+
+class Cell:
+    """A leaderboard cell: plain text and a style, made into rich Text only when it is drawn.
+
+    It deliberately has no `__rich_measure__`: the DataTable measures every cell of every new row
+    (a ConsoleOptions per cell), which was most of the time to load 1,000 runs. The leaderboard
+    computes column widths itself from the plain strings and gives the columns fixed widths."""
+
+    __slots__ = ("plain", "style", "justify")
+
+    def __init__(self, plain: str, style: str = "", justify: str = "left") -> None:
+        self.plain, self.style, self.justify = plain, style, justify
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text(self.plain, style=self.style, justify=self.justify, no_wrap=True, overflow="ellipsis", end="")
+
+    def __str__(self) -> str:
+        return self.plain
+
+    def __repr__(self) -> str:
+        return f"Cell({self.plain!r}, {self.style!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cell) and (self.plain, self.style, self.justify) == (
+            other.plain, other.style, other.justify)
 
 
 class Leaderboard(Vertical):
@@ -89,6 +118,7 @@ class Leaderboard(Vertical):
         self.show_eval = False
         self._best: dict[str, object] = {}
         self._columns: list = []
+        self._widths: list[int] = []
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter: text in run, level or state (esc clears)", id="filter")
@@ -106,11 +136,15 @@ class Leaderboard(Vertical):
         self._update_sortline()
 
     # -- data --------------------------------------------------------------------------------
-    def _set_columns(self) -> None:
+    def _set_columns(self, widths: list[int] | None = None) -> None:
+        """(Re)create the columns with fixed widths (the header's width until rows say more)."""
         self._columns = [("mark", "", None)] + COLUMNS + (EVAL_COLUMNS if self.show_eval else [])
+        if widths is None or len(widths) != len(self._columns):
+            widths = [cell_len(header) for _, header, _ in self._columns]
+        self._widths = widths
         self.table.clear(columns=True)
-        for key, header, _ in self._columns:
-            self.table.add_column(header, key=key)
+        for (key, header, _), width in zip(self._columns, widths):
+            self.table.add_column(Text(header), key=key, width=width)  # Text: "E[tok]" is not markup
 
     def set_runs(self, runs: list[RunSummary]) -> None:
         """Replace every row (initial load, rescan)."""
@@ -132,11 +166,21 @@ class Leaderboard(Vertical):
         self._compute_best()
         if run.path not in self.table.rows:
             return
-        for key, _, _ in self._columns:
-            self.table.update_cell(run.path, key, self._cell(run, key))
-        for key in [k for k in self._best if self._best.get(k) != old_best.get(k)]:
+        cells = self._cells(run)
+        if any(cell_len(c.plain) > w for c, w in zip(cells, self._widths)):
+            self.rebuild()  # a wider value: new column widths
+            return
+        for (key, _, _), cell in zip(self._columns, cells):
+            self.table.update_cell(run.path, key, cell)
+        # Only the cells that were, or now are, a column's best change their highlight.
+        for key in {k for k in set(self._best) | set(old_best) if self._best.get(k) != old_best.get(k)}:
+            if not any(k == key for k, _, _ in self._columns):
+                continue
+            marked = {old_best.get(key), self._best.get(key)}
             for path in self.table.rows:
-                self.table.update_cell(path, key, self._cell(self.rows[path.value], key))
+                other = self.rows[path.value]
+                if other.path != run.path and getattr(other, key) in marked:
+                    self.table.update_cell(path, key, self._cell(other, key))
 
     def _needs_eval(self) -> bool:
         want = any(r.speedup is not None or r.prefix_mean_90 is not None for r in self.rows.values())
@@ -158,10 +202,17 @@ class Leaderboard(Vertical):
         current = self.highlighted_path
         self._needs_eval()
         self._compute_best()
-        table.clear()
         rows = self.visible()
-        for r in rows:
-            table.add_row(*[self._cell(r, key) for key, _, _ in self._columns], key=r.path)
+        cells = [self._cells(r) for r in rows]
+        widths = [cell_len(header) for _, header, _ in self._columns]
+        for row in cells:
+            widths = [max(w, cell_len(c.plain)) for w, c in zip(widths, row)]
+        if widths != self._widths:
+            self._set_columns(widths)
+        else:
+            table.clear()
+        for r, row in zip(rows, cells):
+            table.add_row(*row, key=r.path)
         if current and current in self.rows and current in table.rows:
             table.move_cursor(row=table.get_row_index(current), animate=False)
         self._update_sortline()
@@ -176,22 +227,26 @@ class Leaderboard(Vertical):
                 best[key] = max(values) if key in HIGHER_IS_BETTER else min(values)
         self._best = best
 
-    def _cell(self, run: RunSummary, key: str) -> Text | str:
+    def _cells(self, run: RunSummary) -> list[Cell]:
+        return [self._cell(run, key, fmt) for key, _, fmt in self._columns]
+
+    def _cell(self, run: RunSummary, key: str, fmt=None) -> Cell:
         if key == "mark":
-            return Text(MARK, style="bold magenta") if run.path in self.marked else Text(" ")
+            return Cell(MARK, "bold magenta") if run.path in self.marked else Cell(" ")
         if key == "epochs_done":
-            return f"{run.epochs_done}/{run.num_epochs}" if run.num_epochs else str(run.epochs_done)
+            return Cell(f"{run.epochs_done}/{run.num_epochs}" if run.num_epochs else str(run.epochs_done),
+                        justify="right")
         if key == "state":
             label = run.state + ("*" if run.seed_format else "")
             if run.error:
-                return Text(f"{label}: {run.error}"[:48], style=STATE_STYLE.get(run.state, "bold red"))
-            return Text(label, style=STATE_STYLE.get(run.state, ""))
-        fmt = next(f for k, _, f in self._columns if k == key)
+                return Cell(f"{label}: {run.error}"[:48], STATE_STYLE.get(run.state, "bold red"))
+            return Cell(label, STATE_STYLE.get(run.state, ""))
+        if fmt is None:
+            fmt = next(f for k, _, f in self._columns if k == key)
         value = getattr(run, key)
-        text = Text(fmt(value) if fmt else str(value), justify="right" if key not in ("run", "level") else "left")
-        if key in self._best and value is not None and value == self._best[key] and len(self.rows) > 1:
-            text.stylize("bold reverse green")
-        return text
+        best = (key in self._best and value is not None and value == self._best[key] and len(self.rows) > 1)
+        return Cell(fmt(value) if fmt else str(value), "bold reverse green" if best else "",
+                    "left" if key in LEFT else "right")
 
     # -- selection ---------------------------------------------------------------------------
     @property

@@ -113,6 +113,8 @@ class QueuePanel(Vertical):
         """The panel is ready for jobs (it is mounted lazily)."""
 
     def on_mount(self) -> None:
+        if not self.query("#jobs"):  # the app quit while this panel was being mounted
+            return
         table = self.query_one("#jobs", DataTable)
         for column in COLUMNS:
             table.add_column(column, key=column)
