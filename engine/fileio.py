@@ -54,18 +54,22 @@ class ReadError(Exception):
     """A file that should hold JSON is missing, empty or garbage; the message says which."""
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Read JSON, raising ReadError with a one-line reason for any problem."""
-    path = Path(path)
+def read_json(path: str | os.PathLike, *, missing_ok: bool = False) -> Any:
+    """Read JSON, raising ReadError with a one-line reason for any problem (a missing file
+    returns None instead when `missing_ok`)."""
+    name = os.path.basename(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
     except FileNotFoundError:
-        raise ReadError(f"{path.name} is missing") from None
+        if missing_ok:
+            return None
+        raise ReadError(f"{name} is missing") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ReadError(f"{path.name} cannot be read: {exc.__class__.__name__}") from None
+        raise ReadError(f"{name} cannot be read: {exc.__class__.__name__}") from None
     if not text.strip():
-        raise ReadError(f"{path.name} is empty")
+        raise ReadError(f"{name} is empty")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ReadError(f"{path.name} is not valid JSON (line {exc.lineno})") from None
+        raise ReadError(f"{name} is not valid JSON (line {exc.lineno})") from None
