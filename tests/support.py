@@ -35,3 +35,16 @@ def epochs_recorded(runs_root: Path) -> int:
         except (ValueError, KeyError):
             return 0
     return 0
+
+
+def wait_for(predicate, timeout=20.0, step=0.05):
+    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("timed out waiting")

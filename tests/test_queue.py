@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from support import wait_for
+
 from adapters.errors import UserInputError
 from engine.queue import Job, JobQueue, Worker, trainer_command
 from engine.queue import db as queue_db
@@ -125,16 +127,6 @@ def make_worker(runs, fake, **kw) -> Worker:
     kw.setdefault("poll_interval", 0.05)
     kw.setdefault("recover_every_s", 0.5)
     return Worker(runs, command_for=fake_command(fake), out=open(os.devnull, "w"), **kw)
-
-
-def wait_for(predicate, timeout=20.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("timed out waiting")
 
 
 def executions(runs: Path) -> list[str]:

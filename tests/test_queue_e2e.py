@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from support import wait_for
+
 from engine.cli import main
 from engine.queue import JobQueue, ensure_worker
 from engine.rundir import pid_alive
@@ -23,16 +25,6 @@ ENGINE = [sys.executable, "-m", "engine"]
 
 def engine(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([*ENGINE, *args], capture_output=True, text=True, timeout=timeout, **kw)
-
-
-def wait_for(predicate, timeout=60.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture(scope="module")

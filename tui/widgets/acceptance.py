@@ -5,20 +5,18 @@ Redraws are capped like the curves (~4/s)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
-from textual.timer import Timer
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from tui.widgets.throttle import ThrottledRedraw
 from tui.data import EvalView, fmt_float
 
-MIN_REDRAW_S = 0.25
 NEGLIGIBLE = 1e-3  # positions where every run is below this are cut from the x axis
 
 
@@ -70,7 +68,7 @@ def visible_positions(curves: list[list[float | None]], gamma: int | None) -> in
     return min(longest, max(last + 1, gamma or 0, 1))
 
 
-class AcceptancePanel(Vertical):
+class AcceptancePanel(ThrottledRedraw, Vertical):
     """Caption (one line per run) + plot. Feed it with `show`."""
 
     DEFAULT_CSS = """
@@ -87,9 +85,6 @@ class AcceptancePanel(Vertical):
         self.runs: list[AcceptanceRun] = []
         self.drawn: dict[str, list[float | None]] = {}
         self.title = ""
-        self.redraws = 0
-        self._last_draw = 0.0
-        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Select a run.", style="dim"), id="accept-caption")
@@ -103,16 +98,7 @@ class AcceptancePanel(Vertical):
         self.runs = runs
         self.request_redraw()
 
-    def request_redraw(self) -> None:
-        if self._timer is not None:
-            return
-        delay = max(0.01, self._last_draw + MIN_REDRAW_S - time.monotonic())
-        self._timer = self.set_timer(delay, self._redraw)
-
-    def _redraw(self) -> None:
-        self._timer = None
-        self._last_draw = time.monotonic()
-        self.redraws += 1
+    def redraw(self) -> None:
         runs = self.runs
         lines = Text("\n").join(caption(r) for r in runs) if runs else Text("Select a run.", style="dim")
         self.query_one("#accept-caption", Static).update(lines)

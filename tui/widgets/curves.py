@@ -4,15 +4,14 @@ marked runs, plus the epoch progress of a running run. Redraws are capped (~4/s)
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.timer import Timer
 from textual.widgets import ProgressBar, Static
 from textual_plotext import PlotextPlot
 
+from tui.widgets.throttle import ThrottledRedraw
 from tui.data import ema, fmt_duration, fmt_float, fmt_int
 
 PLOTS = {
@@ -23,7 +22,6 @@ PLOTS = {
 }
 OVERLAY_METRICS = ("val_loss", "train_loss", "val_cos_sim", "val_accept_90", "val_accept_80",
                    "val_accept_95", "val_consecutive_90")
-MIN_REDRAW_S = 0.25
 
 
 def progress_text(status: dict[str, Any], state: str | None = None) -> str:
@@ -47,7 +45,7 @@ def progress_text(status: dict[str, Any], state: str | None = None) -> str:
     return " · ".join(parts)
 
 
-class CurvesPanel(Vertical):
+class CurvesPanel(ThrottledRedraw, Vertical):
     """Plots plus a one-line progress bar. Feed it with `show_run` / `show_overlay`."""
 
     DEFAULT_CSS = """
@@ -75,10 +73,7 @@ class CurvesPanel(Vertical):
         self.log_y = False
         self.smooth = False
         self.current = "loss"
-        self.redraws = 0
         self.drawn_history: dict[str, list[float | None]] = {}
-        self._last_draw = 0.0
-        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="progress-row"):
@@ -141,17 +136,7 @@ class CurvesPanel(Vertical):
             text = f"{self.title}: {len(self.history.get('val_loss', []))} epochs"
         self.query_one("#progress", Static).update(text)
 
-    def request_redraw(self) -> None:
-        """Draw soon, at most every MIN_REDRAW_S."""
-        if self._timer is not None:
-            return
-        delay = max(0.01, self._last_draw + MIN_REDRAW_S - time.monotonic())
-        self._timer = self.set_timer(delay, self._redraw)
-
-    def _redraw(self) -> None:
-        self._timer = None
-        self._last_draw = time.monotonic()
-        self.redraws += 1
+    def redraw(self) -> None:
         self.drawn_history = self.history
         suffix = (" log" if self.log_y else "") + (" ema" if self.smooth else "")
         for key, (title, series) in PLOTS.items():
