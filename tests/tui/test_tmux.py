@@ -50,7 +50,7 @@ def test_tmux_queue_l1_quit_and_training_goes_on(tmp_path):
     try:
         wait_screen(session, r"Runs 1.*Launch 2.*Queue 3", 30)
         tmux("send-keys", "-t", session, "2")
-        wait_screen(session, r"Levels", 15)
+        wait_screen(session, r"Hyperparameters", 15)  # the Levels heading may be scrolled out at 30 rows
         time.sleep(1.0)
         tmux("send-keys", "-t", session, "Tab")
         time.sleep(0.5)
