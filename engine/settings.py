@@ -12,6 +12,16 @@ from adapters.registry import ARCH_KEYS, LevelSpec, Registry, load_registry
 
 # The seed's --adapter_level numbers; 5 with --vlm_only is B1.
 SEED_LEVELS = {1: "L1", 2: "L2", 3: "L3", 4: "L4", 5: "L5", 6: "L5F"}
+SEED_VLM_ONLY_LEVELS = {5: "B1"}  # --adapter_level 5 --vlm_only
+
+
+def seed_level_number(key: str) -> int | None:
+    """The seed's --adapter_level number of a level key (B1 is 5, with vlm_only), else None."""
+    for table in (SEED_LEVELS, SEED_VLM_ONLY_LEVELS):
+        for number, level in table.items():
+            if level == key:
+                return number
+    return None
 ARCH_FLAGS = ("bottleneck_dim", "num_blocks", "num_heads", "num_layers", "ffn_dim")
 TRAIN_FLAGS = ("num_epochs", "batch_size", "learning_rate", "early_stopping")
 
@@ -56,8 +66,8 @@ def level_key_from_args(level: str | None, adapter_level: int | None, vlm_only: 
     number = 1 if adapter_level is None else adapter_level
     if number not in SEED_LEVELS:
         raise UserInputError(f"--adapter_level must be 1..6 (6 = L5F), got {number}")
-    if vlm_only and number == 5:
-        return "B1"
+    if vlm_only and number in SEED_VLM_ONLY_LEVELS:
+        return SEED_VLM_ONLY_LEVELS[number]
     return SEED_LEVELS[number]
 
 

@@ -22,6 +22,7 @@ from adapters.checkpoint import adapter_payload, atomic_torch_save, safe_load
 from adapters.errors import UserInputError
 from adapters.losses import level_loss, masked_cosine
 from adapters.registry import build_adapter, build_kwargs, count_parameters, load_registry
+from adapters.zoo import adapter_class
 from engine.data.formats import DataError, Dataset, open_dataset, split_train_val
 from engine.data.loader import train_loader, val_loader
 from engine.console import EpochProgress
@@ -31,7 +32,7 @@ from engine.fileio import read_json, write_json
 from engine.metrics import MetricAccumulator
 from engine.rundir import (BEST, CONFIG, CURVES, EVAL, FINAL, HISTORY, LAST, LOG, RUN_DIR_FILE_ENV, StatusWriter,
                            new_run_dir, now_iso)
-from engine.settings import TrainSettings, effective_spec
+from engine.settings import TrainSettings, effective_spec, seed_level_number
 
 EXIT_DONE, EXIT_FAILED, EXIT_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 log = logging.getLogger("adapter-engine.train")
@@ -111,12 +112,9 @@ def seed_config(inputs: Inputs, run_dir: Path, argv: list[str]) -> dict[str, Any
     """config.json: the seed's keys, plus what reproduces the run."""
     s, spec = inputs.settings, inputs.spec
     kwargs, _ = build_kwargs(spec, s.arch_overrides)
-    loss = "0.5*(MSE + 0.5*(1-cos)) + 0.5*MSE(next)" if _predicts_next(spec) else "MSE + 0.5*(1-cos)"
-    from engine.settings import SEED_LEVELS
-
-    seed_level = next((n for n, k in SEED_LEVELS.items() if k == s.level), None)
-    if s.level == "B1":
-        seed_level = 5
+    predicts_next = adapter_class(spec.class_name).predicts_next
+    loss = "0.5*(MSE + 0.5*(1-cos)) + 0.5*MSE(next)" if predicts_next else "MSE + 0.5*(1-cos)"
+    seed_level = seed_level_number(s.level)
     return {
         "task": "vl_to_vl" if s.vlm_only else ("egpt_vl_to_vl" if spec.fused else "egpt_to_vl"),
         "vlm_only": s.vlm_only,
@@ -161,12 +159,6 @@ def _version() -> str:
         return version("adapter-tui")
     except Exception:  # not installed (running from a checkout)
         return "unknown"
-
-
-def _predicts_next(spec: Any) -> bool:
-    from adapters.zoo import adapter_class
-
-    return adapter_class(spec.class_name).predicts_next
 
 
 class Trainer:
