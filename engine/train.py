@@ -20,7 +20,7 @@ import torch
 
 from adapters.checkpoint import adapter_payload, atomic_torch_save, safe_load
 from adapters.errors import UserInputError
-from adapters.losses import level_loss, masked_cosine
+from adapters.losses import level_loss, level_loss_and_cosine
 from adapters.registry import build_adapter, build_kwargs, count_parameters, load_registry
 from adapters.zoo import adapter_class
 from engine.data.formats import DataError, Dataset, open_dataset, split_train_val
@@ -251,7 +251,7 @@ class Trainer:
         for step, batch in enumerate(to_device(loader, self.device), start=1):
             with autocast(self.precision, self.device):
                 pred = self.net(batch.egpt, batch.vl, batch.mask)
-                loss = level_loss(self.predicts_next, pred.float(), batch.vl, batch.mask)
+                loss, cosine = level_loss_and_cosine(self.predicts_next, pred.float(), batch.vl, batch.mask)
             # every rank must take the same decision at the same step, or the others would hang
             stop, nonfinite = any_rank([self.stop_signal is not None, not torch.isfinite(loss).item()],
                                        self.ctx, self.device)
@@ -264,7 +264,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
             losses.append(loss.item())
-            cosines.append(masked_cosine(pred.detach(), batch.vl, batch.mask).item())
+            cosines.append(cosine.item())
             tokens += batch.num_tokens
             elapsed = time.perf_counter() - started
             epoch_eta = elapsed / step * (steps - step)
