@@ -129,7 +129,7 @@ class FusedEAGLEAdapter(EAGLEAdapter):
         self.fuse = nn.Linear(2 * hidden_dim, hidden_dim)
         self.fuse_norm = nn.LayerNorm(hidden_dim)
 
-    def forward(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    def predict(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
         if egpt is None or vl is None:
             raise ValueError("FusedEAGLEAdapter needs both drafter and verifier states")
         both = torch.cat([egpt, vl], dim=-1)

@@ -13,7 +13,7 @@ CONSUMES = ("drafter", "verifier", "both")
 class Adapter(nn.Module):
     """Maps drafter (EventGPT) hidden states into the verifier (Video-LLaVA) space.
 
-    Subclasses implement `adapt(source, mask)` for one input stream, or override `forward`
+    Subclasses implement `adapt(source, mask)` for one input stream, or override `predict`
     when they consume both streams.
 
     Class attributes:
@@ -39,22 +39,36 @@ class Adapter(nn.Module):
         self.consumes = "verifier" if vlm_only else self.default_consumes
         self.skip_padding = self.per_token
 
-    def forward(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, mask: torch.Tensor,
+                valid_only: bool = False) -> torch.Tensor:
         """Predict verifier states [B, S, H] from the streams this level consumes.
 
         Args:
             egpt: drafter states [B, S, H] (may be None when the level reads only the verifier).
             vl: verifier states [B, S, H] (may be None when the level reads only the drafter).
             mask: bool [B, S], True at valid (non-padded) positions.
+            valid_only: return only the valid positions, [T, H] in `tensor[mask]` order. Per-token
+                levels then never build the padded output, which the loss would drop again.
         """
+        if not self.skip_padding:
+            out = self.predict(egpt, vl, mask)
+            return out[mask] if valid_only else out
+        valid = self.adapt(self.source(egpt, vl)[mask], mask[mask])
+        if valid_only:
+            return valid
+        out = valid.new_zeros(mask.shape + valid.shape[-1:])
+        return out.index_put((mask,), valid)
+
+    def source(self, egpt: torch.Tensor | None, vl: torch.Tensor | None) -> torch.Tensor:
+        """The stream this level reads."""
         source = vl if self.consumes == "verifier" else egpt
         if source is None:
             raise ValueError(f"{type(self).__name__} needs {self.consumes} states")
-        if not self.skip_padding:
-            return self.adapt(source, mask)
-        valid = self.adapt(source[mask], mask[mask])
-        out = valid.new_zeros(source.shape[:-1] + valid.shape[-1:])
-        return out.index_put((mask,), valid)
+        return source
+
+    def predict(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """Padded predictions [B, S, H]; levels that read both streams override this."""
+        return self.adapt(self.source(egpt, vl), mask)
 
     def adapt(self, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

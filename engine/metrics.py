@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from adapters.losses import token_cosine
+from adapters.losses import Objective
 
 THRESHOLDS = (0.80, 0.85, 0.90, 0.95)
 
@@ -39,20 +39,24 @@ class MetricAccumulator:
         self._stats: torch.Tensor | None = None  # [tokens, samples, prefix_sum, matches, accepts...]
 
     @torch.no_grad()
-    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, loss: torch.Tensor) -> None:
-        pred, target = pred.float(), target.float()
-        cos = token_cosine(pred, target)
-        valid = mask.sum()
-        accepts = torch.stack([((cos > tau) & mask).sum() for tau in self.thresholds])
-        prefix = leading_run((cos > self.prefix_threshold) & mask).sum()
-        matches = torch.zeros((), dtype=torch.long, device=pred.device)
+    def update(self, objective: Objective, mask: torch.Tensor) -> None:
+        """Add one batch, scored by `batch_objective` (valid tokens in mask order)."""
+        cos = objective.cosine.float()
+        valid = torch.tensor(cos.numel(), device=cos.device)
+        accepts = torch.stack([(cos > tau).sum() for tau in self.thresholds])
+        # leading runs need the [B, S] layout back: scatter the per-token cosines (not the states)
+        passed = torch.zeros(mask.shape, dtype=torch.bool, device=cos.device)
+        passed[mask] = cos > self.prefix_threshold
+        prefix = leading_run(passed).sum()
+        matches = torch.zeros((), dtype=torch.long, device=cos.device)
         if self.lm_head is not None:
+            pred, target = objective.pred.float(), objective.target.float()
             head = self.lm_head.to(pred.dtype)
-            matches = ((pred[mask] @ head.T).argmax(-1) == (target[mask] @ head.T).argmax(-1)).sum()
-        stats = torch.cat([torch.stack([valid, torch.tensor(mask.shape[0], device=pred.device), prefix, matches]), accepts])
+            matches = ((pred @ head.T).argmax(-1) == (target @ head.T).argmax(-1)).sum()
+        stats = torch.cat([torch.stack([valid, torch.tensor(mask.shape[0], device=cos.device), prefix, matches]), accepts])
         self._stats = stats if self._stats is None else self._stats + stats
-        self.loss_sum += float(loss)
-        self.cos_sum += float(cos[mask].mean())
+        self.loss_sum += float(objective.loss)
+        self.cos_sum += float(cos.mean())
         self.batches += 1
 
     def reduce(self, all_reduce) -> None:

@@ -20,7 +20,7 @@ import torch
 
 from adapters.checkpoint import adapter_payload, atomic_torch_save, safe_load
 from adapters.errors import UserInputError
-from adapters.losses import level_loss, level_loss_and_cosine
+from adapters.losses import batch_objective
 from adapters.registry import build_adapter, build_kwargs, count_parameters, load_registry
 from adapters.zoo import adapter_class
 from engine.data.formats import DataError, Dataset, open_dataset, split_train_val
@@ -250,8 +250,8 @@ class Trainer:
         started = time.perf_counter()
         for step, batch in enumerate(to_device(loader, self.device), start=1):
             with autocast(self.precision, self.device):
-                pred = self.net(batch.egpt, batch.vl, batch.mask)
-                loss, cosine = level_loss_and_cosine(self.predicts_next, pred.float(), batch.vl, batch.mask)
+                objective = batch_objective(self.net, self.predicts_next, batch.egpt, batch.vl, batch.mask)
+            loss, cosine = objective.loss, objective.cosine.mean()
             # every rank must take the same decision at the same step, or the others would hang
             stop, nonfinite = any_rank([self.stop_signal is not None, not torch.isfinite(loss).item()],
                                        self.ctx, self.device)
@@ -287,8 +287,8 @@ class Trainer:
             if self.stop_signal is not None and not self.ctx.enabled:
                 raise StopRequested
             with autocast(self.precision, self.device):
-                pred = self.model(batch.egpt, batch.vl, batch.mask).float()
-            metrics.update(pred, batch.vl, batch.mask, level_loss(self.predicts_next, pred, batch.vl, batch.mask))
+                objective = batch_objective(self.model, self.predicts_next, batch.egpt, batch.vl, batch.mask)
+            metrics.update(objective, batch.mask)
         if self.ctx.enabled:
             metrics.reduce(lambda t: all_reduce(t, self.ctx))
             if any_rank([self.stop_signal is not None], self.ctx, self.device)[0]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from adapters.losses import Objective, token_alignment
 from engine.bench.baseline import per_token_metrics
 from engine.metrics import MetricAccumulator
 
@@ -26,7 +27,9 @@ def bench_metrics(batch: int = 32, seq: int = 48, hidden: int = 256, batches: in
     def ours() -> dict[str, float]:
         acc = MetricAccumulator()
         for part in parts:
-            acc.update(pred[part], target[part], mask[part], torch.tensor(0.0))
+            valid = mask[part]
+            p, t = pred[part][valid], target[part][valid]
+            acc.update(Objective(*token_alignment(p, t), p, t), valid)
         return acc.compute("")
 
     def timed(fn) -> tuple[float, dict]:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from adapters.losses import level_loss
+from adapters.losses import batch_objective, level_loss
 from adapters.registry import build_adapter, load_registry
 from engine.bench.baseline import per_token_counts, seed_style_batches, seed_style_model
 from engine.data.formats import Dataset, open_dataset
@@ -43,7 +43,10 @@ def _epoch(model: torch.nn.Module, train: Iterable, val: Iterable, validate: Cal
     model.train()
     for egpt, vl, mask in train:
         with autocast(precision, device):
-            loss = level_loss(model.predicts_next, model(egpt, vl, mask).float(), vl, mask)
+            if ours:  # as the trainer computes it
+                loss = batch_objective(model, model.predicts_next, egpt, vl, mask).loss
+            else:
+                loss = level_loss(model.predicts_next, model(egpt, vl, mask), vl, mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -59,8 +62,7 @@ def _epoch(model: torch.nn.Module, train: Iterable, val: Iterable, validate: Cal
 def _ours_validate(model, batches) -> int:
     metrics, tokens = MetricAccumulator(), 0
     for egpt, vl, mask in batches:
-        pred = model(egpt, vl, mask).float()
-        metrics.update(pred, vl, mask, level_loss(model.predicts_next, pred, vl, mask))
+        metrics.update(batch_objective(model, model.predicts_next, egpt, vl, mask), mask)
         tokens += int(mask.sum())
     metrics.compute()
     return tokens
