@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adapters.base import Adapter
+from adapters.padding import Padding
 
 
 def attention_mask(mask: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -46,13 +47,16 @@ class TransformerLayer(nn.Module):
         )
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        batch, seq, hidden = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(batch, seq, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+    def forward(self, x: torch.Tensor, padding: Padding, attn_mask: torch.Tensor) -> torch.Tensor:
+        """x: the valid tokens [T, H]. Everything but attention is per token, so only q, k, v
+        are padded (zeros) into [B, S] and only the attended values gathered back."""
+        (batch, seq), hidden = padding.mask.shape, x.shape[-1]
+        qkv = padding.scatter(self.qkv(self.norm1(x)))
+        q, k, v = qkv.view(batch, seq, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )
-        x = x + self.resid_dropout(self.out(attended.transpose(1, 2).reshape(batch, seq, hidden)))
+        x = x + self.resid_dropout(self.out(padding.gather(attended.transpose(1, 2).reshape(batch, seq, hidden))))
         return x + self.resid_dropout(self.ffn(self.norm2(x)))
 
 
@@ -80,14 +84,14 @@ class AttentionAdapter(Adapter):
         self.proj = identity_linear(hidden_dim)
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
 
-    def core(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        attn_mask = attention_mask(mask, self.causal)
+    def core(self, x: torch.Tensor, padding: Padding) -> torch.Tensor:
+        attn_mask = attention_mask(padding.mask, self.causal)
         for layer in self.layers:
-            x = layer(x, attn_mask)
+            x = layer(x, padding, attn_mask)
         return self.proj(self.out_norm(x))
 
-    def adapt(self, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return source + self.alpha * (self.core(source, mask) - source)
+    def adapt(self, tokens: torch.Tensor, padding: Padding) -> torch.Tensor:
+        return tokens + self.alpha * (self.core(tokens, padding) - tokens)
 
 
 class EAGLEAdapter(AttentionAdapter):
@@ -105,11 +109,10 @@ class EAGLEAdapter(AttentionAdapter):
         self.input_norm: nn.Module = nn.LayerNorm(hidden_dim)
         self.positions = nn.Parameter(torch.randn(max_seq_len, hidden_dim) * 0.02)
 
-    def core(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        seq = x.shape[1]
-        if seq > self.positions.shape[0]:
-            raise ValueError(f"sequence length {seq} exceeds max_seq_len {self.positions.shape[0]}")
-        return super().core(self.input_norm(x) + self.positions[:seq], mask)
+    def core(self, x: torch.Tensor, padding: Padding) -> torch.Tensor:
+        if padding.seq_len > self.positions.shape[0]:
+            raise ValueError(f"sequence length {padding.seq_len} exceeds max_seq_len {self.positions.shape[0]}")
+        return super().core(self.input_norm(x) + self.positions[padding.positions], padding)
 
 
 class FusedEAGLEAdapter(EAGLEAdapter):
@@ -129,10 +132,11 @@ class FusedEAGLEAdapter(EAGLEAdapter):
         self.fuse = nn.Linear(2 * hidden_dim, hidden_dim)
         self.fuse_norm = nn.LayerNorm(hidden_dim)
 
-    def predict(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    def predict(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, padding: Padding) -> torch.Tensor:
         if egpt is None or vl is None:
             raise ValueError("FusedEAGLEAdapter needs both drafter and verifier states")
+        egpt, vl = padding.gather(egpt), padding.gather(vl)
         both = torch.cat([egpt, vl], dim=-1)
         gate = torch.sigmoid(self.gate(both))
         fused = self.fuse_norm(gate * egpt + (1 - gate) * vl + self.fuse(both))
-        return vl + self.alpha * (self.core(fused, mask) - vl)
+        return vl + self.alpha * (self.core(fused, padding) - vl)

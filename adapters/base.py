@@ -7,23 +7,24 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from adapters.padding import Padding
+
 CONSUMES = ("drafter", "verifier", "both")
 
 
 class Adapter(nn.Module):
     """Maps drafter (EventGPT) hidden states into the verifier (Video-LLaVA) space.
 
-    Subclasses implement `adapt(source, mask)` for one input stream, or override `predict`
-    when they consume both streams.
+    Every level computes on the valid tokens alone ([T, H], see adapters.padding); only
+    attention puts them back into the padded layout. Subclasses implement `adapt(tokens, padding)`
+    for one input stream, or override `predict` when they consume both streams.
 
     Class attributes:
         default_consumes: which stream the level reads: "drafter", "verifier" or "both".
             `vlm_only=True` turns a drafter-reading level into a verifier-reading one (B1).
         predicts_next: whether the level is trained with the dual loss (also predicts the
             verifier state of the next position).
-        per_token: whether each position's output depends on that position alone. Such levels
-            compute only the valid tokens (padding is gathered out, then zero-filled back),
-            unless `skip_padding` is switched off.
+        per_token: whether each position's output depends on that position alone.
     """
 
     default_consumes: ClassVar[str] = "drafter"
@@ -37,27 +38,22 @@ class Adapter(nn.Module):
         self.hidden_dim = hidden_dim
         self.vlm_only = vlm_only
         self.consumes = "verifier" if vlm_only else self.default_consumes
-        self.skip_padding = self.per_token
 
     def forward(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, mask: torch.Tensor,
                 valid_only: bool = False) -> torch.Tensor:
-        """Predict verifier states [B, S, H] from the streams this level consumes.
+        """Predict verifier states [B, S, H] (zeros at padded positions) from the streams this
+        level consumes.
 
         Args:
             egpt: drafter states [B, S, H] (may be None when the level reads only the verifier).
             vl: verifier states [B, S, H] (may be None when the level reads only the drafter).
             mask: bool [B, S], True at valid (non-padded) positions.
-            valid_only: return only the valid positions, [T, H] in `tensor[mask]` order. Per-token
-                levels then never build the padded output, which the loss would drop again.
+            valid_only: return only the valid positions, [T, H] in `tensor[mask]` order, without
+                building the padded output (the loss would drop it again).
         """
-        if not self.skip_padding:
-            out = self.predict(egpt, vl, mask)
-            return out[mask] if valid_only else out
-        valid = self.adapt(self.source(egpt, vl)[mask], mask[mask])
-        if valid_only:
-            return valid
-        out = valid.new_zeros(mask.shape + valid.shape[-1:])
-        return out.index_put((mask,), valid)
+        padding = Padding(mask)
+        tokens = self.predict(egpt, vl, padding)
+        return tokens if valid_only else padding.scatter(tokens)
 
     def source(self, egpt: torch.Tensor | None, vl: torch.Tensor | None) -> torch.Tensor:
         """The stream this level reads."""
@@ -66,9 +62,10 @@ class Adapter(nn.Module):
             raise ValueError(f"{type(self).__name__} needs {self.consumes} states")
         return source
 
-    def predict(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
-        """Padded predictions [B, S, H]; levels that read both streams override this."""
-        return self.adapt(self.source(egpt, vl), mask)
+    def predict(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, padding: Padding) -> torch.Tensor:
+        """Predictions at the valid positions, [T, H]; levels that read both streams override this."""
+        return self.adapt(padding.gather(self.source(egpt, vl)), padding)
 
-    def adapt(self, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+    def adapt(self, tokens: torch.Tensor, padding: Padding) -> torch.Tensor:  # pragma: no cover
+        """Map the valid tokens [T, H] of the source stream to predictions [T, H]."""
         raise NotImplementedError

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from adapters.base import Adapter
+from adapters.padding import Padding
 
 
 class BottleneckBlock(nn.Module):
@@ -44,8 +45,9 @@ class BottleneckAdapter(Adapter):
         )
         self.final_norm = nn.LayerNorm(hidden_dim)
 
-    def adapt(self, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.input_norm(source)
+    def adapt(self, tokens: torch.Tensor, padding: Padding) -> torch.Tensor:
+        # per token: the layout of the batch does not matter
+        x = self.input_norm(tokens)
         for block in self.blocks:
             x = block(x)
         return self.final_norm(x)

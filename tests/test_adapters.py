@@ -8,7 +8,8 @@ import torch
 
 from adapters.checkpoint import load_adapter, safe_load, save_adapter
 from adapters.errors import CheckpointError
-from adapters.losses import alignment_loss, dual_loss, level_loss
+from adapters.losses import alignment_loss, batch_objective, dual_loss, level_loss, next_token_mse, token_alignment
+from adapters.padding import Padding
 from adapters.registry import build_adapter, count_parameters, load_registry
 
 SPEC_COUNTS = {
@@ -102,6 +103,19 @@ def test_alignment_loss_value():
     assert alignment_loss(pred, target, mask).item() == pytest.approx(1.5)
 
 
+def test_token_alignment_matches_autograd_of_the_library_losses():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(6, 16, dtype=torch.double, generator=g)
+    pred = (target + torch.randn(6, 16, dtype=torch.double, generator=g)).requires_grad_()
+    loss, cosine = token_alignment(pred, target)
+    cos_ref = torch.nn.functional.cosine_similarity(pred, target, dim=-1)
+    loss_ref = torch.nn.functional.mse_loss(pred, target) + 0.5 * (1 - cos_ref.mean())
+    torch.testing.assert_close(cosine, cos_ref)
+    torch.testing.assert_close(torch.autograd.grad(loss, pred)[0], torch.autograd.grad(loss_ref, pred)[0])
+    both = (pred.detach()[:3].requires_grad_(), target[:3].clone().requires_grad_())
+    assert torch.autograd.gradcheck(lambda p, t: token_alignment(p, t), both)
+
+
 def test_b1_reads_only_verifier_states(registry):
     model = small(registry, "B1").eval()
     egpt, vl, mask = batch()
@@ -175,11 +189,45 @@ def test_garbage_file_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("key", ["L1", "L2", "L3"])
-def test_per_token_levels_skip_padding_with_identical_results(registry, key):
+def test_per_token_levels_give_the_same_valid_outputs_on_the_padded_batch(registry, key):
     model = small(registry, key).eval()
     egpt, vl, mask = batch()
-    packed = model(egpt, vl, mask)
-    model.skip_padding = False
-    full = model(egpt, vl, mask)
-    torch.testing.assert_close(packed[mask], full[mask])
-    assert (packed[~mask] == 0).all()
+    tokens = model(egpt, vl, mask)
+    full = model.adapt(egpt, Padding(mask))  # every padded position computed, as the seed does
+    torch.testing.assert_close(tokens[mask], full[mask])
+    assert (tokens[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("key", SPEC_COUNTS)
+def test_valid_only_is_the_padded_output_at_valid_positions(registry, key):
+    model = small(registry, key).eval()
+    egpt, vl, mask = batch()
+    torch.testing.assert_close(model(egpt, vl, mask, valid_only=True), model(egpt, vl, mask)[mask])
+
+
+@pytest.mark.parametrize("key", SPEC_COUNTS)
+def test_batch_objective_equals_the_padded_level_loss(registry, key):
+    model = small(registry, key).eval()
+    egpt, vl, mask = batch()
+    pred = model(egpt, vl, mask)
+    objective = batch_objective(model, model.predicts_next, egpt, vl, mask)
+    torch.testing.assert_close(objective.loss, level_loss(model.predicts_next, pred, vl, mask))
+    torch.testing.assert_close(objective.cosine, torch.nn.functional.cosine_similarity(pred, vl, dim=-1)[mask])
+
+
+def test_next_token_mse_pairs_each_token_with_its_successor():
+    mask = torch.tensor([[True, True, True], [True, False, False], [True, True, False]])
+    pred, target = torch.randn(3, 3, 5), torch.randn(3, 3, 5)
+    expected = torch.cat([(pred[0, :2] - target[0, 1:]).pow(2).flatten(), (pred[2, :1] - target[2, 1:2]).pow(2).flatten()]).mean()
+    torch.testing.assert_close(next_token_mse(pred[mask], target[mask], mask), expected)
+    lonely = torch.tensor([[True, False]])
+    assert next_token_mse(torch.ones(1, 5, requires_grad=True), torch.ones(1, 5), lonely).item() == 0.0
+
+
+def test_padding_round_trip():
+    mask = torch.tensor([[True, True, False], [False, False, False], [True, False, True]])
+    padded = torch.arange(9.0).view(3, 3, 1)
+    padding = Padding(mask)
+    assert padding.gather(padded).flatten().tolist() == [0.0, 1.0, 6.0, 8.0]
+    assert padding.positions.tolist() == [0, 1, 0, 2]
+    assert padding.scatter(padding.gather(padded)).flatten().tolist() == [0.0, 1.0, 0, 0, 0, 0, 6.0, 0, 8.0]

@@ -32,11 +32,11 @@ def test_seed_style_model_computes_the_same_function(registry):
     import torch
 
     from adapters.registry import build_adapter
-    from engine.bench.baseline import seed_style_model
+    from engine.bench.baseline import SeedStyleAdapter
 
-    for key in ("L4", "L5"):
+    for key in ("L1", "L4", "L5"):
         torch.manual_seed(0)
         model = build_adapter(registry.level(key), 64, {"num_heads": 4, "ffn_dim": 32}).eval()
         egpt, vl = torch.randn(2, 6, 64), torch.randn(2, 6, 64)
         mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
-        torch.testing.assert_close(seed_style_model(model)(egpt, vl, mask)[mask], model(egpt, vl, mask)[mask])
+        torch.testing.assert_close(SeedStyleAdapter(model)(egpt, vl, mask)[mask], model(egpt, vl, mask)[mask])

@@ -6,10 +6,13 @@ loop that pads sample by sample into each batch; and per-token Python loops for 
 
 from __future__ import annotations
 
+import copy
 from typing import Iterator
 
 import torch
 
+from adapters.base import Adapter
+from adapters.padding import Padding
 from engine.data.formats import Dataset
 
 
@@ -83,22 +86,31 @@ class SeedStyleLayer(torch.nn.Module):
             self.attn.out_proj.weight.copy_(layer.out.weight)
             self.attn.out_proj.bias.copy_(layer.out.bias)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding: Padding, attn_mask: torch.Tensor) -> torch.Tensor:
+        """Takes and returns valid tokens like ours, but computes every padded position."""
+        x = padding.scatter(x)
         batch, seq, _ = x.shape
         blocked = ~attn_mask.expand(batch, self.num_heads, seq, seq).reshape(batch * self.num_heads, seq, seq)
         h = self.norm1(x)
         attended, _ = self.attn(h, h, h, attn_mask=blocked, need_weights=False)
         x = x + self.resid_dropout(attended)
-        return x + self.resid_dropout(self.ffn(self.norm2(x)))
+        return padding.gather(x + self.resid_dropout(self.ffn(self.norm2(x))))
 
 
-def seed_style_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of `model` as the seed runs it: attention through nn.MultiheadAttention, and
-    every padded position computed."""
-    import copy
+class SeedStyleAdapter(torch.nn.Module):
+    """A copy of an adapter as the seed runs it: attention through nn.MultiheadAttention, and
+    every padded position computed (per-token levels on the whole padded batch, attention
+    levels in each layer; the few per-token parts around the layers stay on valid tokens, which
+    only flatters the baseline)."""
 
-    clone = copy.deepcopy(model)
-    clone.skip_padding = False  # the seed computes every padded position
-    if hasattr(clone, "layers"):
-        clone.layers = torch.nn.ModuleList(SeedStyleLayer(layer) for layer in clone.layers)
-    return clone
+    def __init__(self, model: Adapter) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model)
+        self.predicts_next = model.predicts_next
+        if hasattr(self.model, "layers"):
+            self.model.layers = torch.nn.ModuleList(SeedStyleLayer(layer) for layer in self.model.layers)
+
+    def forward(self, egpt: torch.Tensor, vl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.model.per_token:
+            return self.model.adapt(self.model.source(egpt, vl), Padding(mask))
+        return self.model(egpt, vl, mask)

@@ -14,7 +14,7 @@ import torch
 
 from adapters.losses import batch_objective, level_loss
 from adapters.registry import build_adapter, load_registry
-from engine.bench.baseline import per_token_counts, seed_style_batches, seed_style_model
+from engine.bench.baseline import per_token_counts, seed_style_batches, SeedStyleAdapter
 from engine.data.formats import Dataset, open_dataset
 from engine.data.loader import train_loader, val_loader
 from engine.data.synth import SynthConfig, synthesize
@@ -91,7 +91,7 @@ def bench_level(key: str, train: Dataset, val: Dataset, batch_size: int, repeats
     spec = load_registry(config).level(key)
     torch.manual_seed(0)
     model = build_adapter(spec, train.hidden_dim).to(device)
-    baseline_model = seed_style_model(model)
+    baseline_model = SeedStyleAdapter(model)
     params = sum(p.numel() for p in model.parameters())
     pin = device.type == "cuda"
     ours_runs, base_runs = [], []
