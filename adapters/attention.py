@@ -135,7 +135,6 @@ class FusedEAGLEAdapter(EAGLEAdapter):
     def predict(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, padding: Padding) -> torch.Tensor:
         if egpt is None or vl is None:
             raise ValueError("FusedEAGLEAdapter needs both drafter and verifier states")
-        egpt, vl = padding.gather(egpt), padding.gather(vl)
         both = torch.cat([egpt, vl], dim=-1)
         gate = torch.sigmoid(self.gate(both))
         fused = self.fuse_norm(gate * egpt + (1 - gate) * vl + self.fuse(both))

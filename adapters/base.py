@@ -40,31 +40,33 @@ class Adapter(nn.Module):
         self.consumes = "verifier" if vlm_only else self.default_consumes
 
     def forward(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, mask: torch.Tensor,
-                valid_only: bool = False) -> torch.Tensor:
-        """Predict verifier states [B, S, H] (zeros at padded positions) from the streams this
-        level consumes.
+                packed: bool = False) -> torch.Tensor:
+        """Predict verifier states from the streams this level consumes.
 
         Args:
             egpt: drafter states [B, S, H] (may be None when the level reads only the verifier).
             vl: verifier states [B, S, H] (may be None when the level reads only the drafter).
             mask: bool [B, S], True at valid (non-padded) positions.
-            valid_only: return only the valid positions, [T, H] in `tensor[mask]` order, without
-                building the padded output (the loss would drop it again).
+            packed: egpt and vl hold only the valid tokens, [T, H] in `tensor[mask]` order (as
+                the loaders deliver them), and so does the result. Otherwise the result is
+                [B, S, H] with zeros at padded positions.
         """
         padding = Padding(mask)
+        if not packed:
+            egpt, vl = (None if x is None else padding.gather(x) for x in (egpt, vl))
         tokens = self.predict(egpt, vl, padding)
-        return tokens if valid_only else padding.scatter(tokens)
+        return tokens if packed else padding.scatter(tokens)
 
     def source(self, egpt: torch.Tensor | None, vl: torch.Tensor | None) -> torch.Tensor:
-        """The stream this level reads."""
+        """The stream this level reads (both arguments in the same layout)."""
         source = vl if self.consumes == "verifier" else egpt
         if source is None:
             raise ValueError(f"{type(self).__name__} needs {self.consumes} states")
         return source
 
     def predict(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, padding: Padding) -> torch.Tensor:
-        """Predictions at the valid positions, [T, H]; levels that read both streams override this."""
-        return self.adapt(padding.gather(self.source(egpt, vl)), padding)
+        """Valid tokens [T, H] in, predictions [T, H] out; levels that read both streams override this."""
+        return self.adapt(self.source(egpt, vl), padding)
 
     def adapt(self, tokens: torch.Tensor, padding: Padding) -> torch.Tensor:  # pragma: no cover
         """Map the valid tokens [T, H] of the source stream to predictions [T, H]."""

@@ -101,11 +101,10 @@ class Objective:
 
 def batch_objective(net: torch.nn.Module, predicts_next: bool, egpt: torch.Tensor, vl: torch.Tensor,
                     mask: torch.Tensor) -> Objective:
-    """Run an adapter (or its DDP wrapper) on a batch and score it with its level's loss, all
-    from the valid positions: the padded prediction is never built."""
-    pred = net(egpt, vl, mask, valid_only=True).float()
-    target = vl[mask]
-    loss, cosine = token_alignment(pred, target)
+    """Run an adapter (or its DDP wrapper) on a packed batch (valid tokens [T, H] and the
+    [B, S] mask, as the loaders deliver it) and score it with its level's loss."""
+    pred = net(egpt, vl, mask, packed=True).float()
+    loss, cosine = token_alignment(pred, vl)
     if predicts_next:
-        loss = 0.5 * loss + 0.5 * next_token_mse(pred, target, mask)
-    return Objective(loss, cosine, pred, target)
+        loss = 0.5 * loss + 0.5 * next_token_mse(pred, vl, mask)
+    return Objective(loss, cosine, pred, vl)

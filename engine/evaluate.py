@@ -50,17 +50,20 @@ class SpecDecodeAccumulator:
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
-        cos = token_cosine(pred.float(), target.float())
-        taus = torch.tensor(self.thresholds, device=cos.device).view(-1, 1, 1)
-        accepted = (cos.unsqueeze(0) > taus) & mask.unsqueeze(0)            # [T, B, S]
-        self.accepted += accepted.sum(dim=(1, 2)).cpu()
+        """pred, target: the valid tokens [T, H] of a batch (tensor[mask] order); mask [B, S]."""
+        cos = token_cosine(pred.float(), target.float())                     # [T]
+        taus = torch.tensor(self.thresholds, device=cos.device).view(-1, 1)
+        passed = cos.unsqueeze(0) > taus                                      # [K, T]
+        self.accepted += passed.sum(dim=1).cpu()
+        accepted = torch.zeros((len(self.thresholds),) + mask.shape, dtype=torch.bool, device=cos.device)
+        accepted[:, mask] = passed                                            # [K, B, S]
         self.prefix.append(leading_run(accepted.flatten(0, 1)).view(len(self.thresholds), -1).T.cpu())
-        self.tokens += int(mask.sum())
+        self.tokens += cos.shape[0]
         self.max_len = max(self.max_len, mask.shape[1])
         if self.lm_head is not None:
             head = self.lm_head.to(pred.device, torch.float32)
-            logits_pred = pred.float()[mask] @ head.T
-            truth = (target.float()[mask] @ head.T).argmax(-1, keepdim=True)
+            logits_pred = pred.float() @ head.T
+            truth = (target.float() @ head.T).argmax(-1, keepdim=True)
             top5 = logits_pred.topk(min(5, head.shape[0]), dim=-1).indices
             self.top1 += int((top5[:, :1] == truth).sum())
             self.top5 += int((top5 == truth).any(-1).sum())
@@ -102,7 +105,7 @@ def evaluate(model: torch.nn.Module, data: Dataset, *, thresholds: list[float], 
     model = model.to(device).eval()
     acc = SpecDecodeAccumulator(thresholds, lm_head)
     for batch in to_device(val_loader(data, batch_size, pin_memory=device.type == "cuda", reuse_buffers=3), device):
-        acc.update(model(batch.egpt, batch.vl, batch.mask), batch.vl, batch.mask)
+        acc.update(model(batch.egpt, batch.vl, batch.mask, packed=True), batch.vl, batch.mask)
     return acc.compute(gamma, draft_cost)
 
 

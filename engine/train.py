@@ -428,6 +428,8 @@ def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: 
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            trainer.train_batches.close()  # the prefetch threads and the chunk loaded ahead
+            trainer.val_batches.close()
     except StopRequested:
         state, code = "cancelled", EXIT_DONE
         log.info("stopped by signal %s; last.pt holds epoch %d", trainer.stop_signal if trainer else "?",

@@ -199,10 +199,10 @@ def test_per_token_levels_give_the_same_valid_outputs_on_the_padded_batch(regist
 
 
 @pytest.mark.parametrize("key", SPEC_COUNTS)
-def test_valid_only_is_the_padded_output_at_valid_positions(registry, key):
+def test_packed_tokens_give_the_padded_output_at_valid_positions(registry, key):
     model = small(registry, key).eval()
     egpt, vl, mask = batch()
-    torch.testing.assert_close(model(egpt, vl, mask, valid_only=True), model(egpt, vl, mask)[mask])
+    torch.testing.assert_close(model(egpt[mask], vl[mask], mask, packed=True), model(egpt, vl, mask)[mask])
 
 
 @pytest.mark.parametrize("key", SPEC_COUNTS)
@@ -210,7 +210,7 @@ def test_batch_objective_equals_the_padded_level_loss(registry, key):
     model = small(registry, key).eval()
     egpt, vl, mask = batch()
     pred = model(egpt, vl, mask)
-    objective = batch_objective(model, model.predicts_next, egpt, vl, mask)
+    objective = batch_objective(model, model.predicts_next, egpt[mask], vl[mask], mask)
     torch.testing.assert_close(objective.loss, level_loss(model.predicts_next, pred, vl, mask))
     torch.testing.assert_close(objective.cosine, torch.nn.functional.cosine_similarity(pred, vl, dim=-1)[mask])
 

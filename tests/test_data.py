@@ -30,7 +30,7 @@ def test_validation_covers_every_sample_in_fixed_order(tiny_data):
     ds = open_dataset(tiny_data / "val")
     loader = val_loader(ds, batch_size=7)
     batches = list(loader)
-    assert sum(b.egpt.shape[0] for b in batches) == ds.num_samples
+    assert sum(b.mask.shape[0] for b in batches) == ds.num_samples
     assert indices(loader).tolist() == list(range(ds.num_samples))
     assert len(loader) == len(batches)
 
@@ -45,18 +45,21 @@ def test_order_depends_on_seed_and_epoch(tiny_data):
     assert not torch.equal(indices(a), indices(c))
 
 
-def test_batches_are_trimmed_and_masked(tiny_data):
+def test_batches_hold_the_valid_tokens_and_a_trimmed_mask(tiny_data):
     ds = open_dataset(tiny_data / "train")
     raw = torch.load(ds.chunks[0].path, weights_only=True)
-    for batch in val_loader(ds, 8):
-        assert batch.egpt.shape[1] == int(batch.seq_lens.max())
-        assert torch.equal(batch.mask.sum(1), batch.seq_lens)
-        rows = batch.index[batch.index < 64]
-        if len(rows):
-            i = int(rows[0])
-            n = int(raw["seq_lens"][i])
-            torch.testing.assert_close(batch.egpt[0, :n], raw["egpt_hidden"][i, :n])
-        break
+    for ring in (0, 3):
+        for batch in val_loader(ds, 8, reuse_buffers=ring):
+            assert batch.mask.shape[1] == int(batch.seq_lens.max())
+            assert torch.equal(batch.mask.sum(1), batch.seq_lens)
+            assert batch.egpt.shape == (int(batch.seq_lens.sum()), ds.hidden_dim) == batch.vl.shape
+            egpt, vl = batch.padded()
+            for row, i in enumerate(batch.index.tolist()):
+                if i < raw["seq_lens"].shape[0]:
+                    n = int(raw["seq_lens"][i])
+                    torch.testing.assert_close(egpt[row, :n], raw["egpt_hidden"][i, :n])
+                    torch.testing.assert_close(vl[row, :n], raw["vl_hidden"][i, :n])
+                    assert (egpt[row, n:] == 0).all()
 
 
 def rss_bytes():
@@ -73,10 +76,13 @@ def test_memory_stays_within_two_and_a_half_chunks(tmp_path):
     loader = train_loader(ds, batch_size=32, seed=0)
     for _ in loader:  # warm up allocator and page cache
         pass
+    loader.close()  # drops the chunk loaded ahead for epoch 1, which would inflate the base
     base = rss_bytes()
     peak = base
-    for _ in loader:
-        peak = max(peak, rss_bytes())
+    for epoch in (1, 2):  # epoch 2 starts from the chunk loaded ahead during epoch 1
+        loader.set_epoch(epoch)
+        for _ in loader:
+            peak = max(peak, rss_bytes())
     assert peak - base <= 2.5 * chunk_bytes + 8e6, (peak - base) / chunk_bytes
 
 
@@ -90,6 +96,35 @@ def test_prefetch_overlaps_with_a_slow_consumer(tmp_path):
     total = time.perf_counter() - started
     # all the waiting is the first chunk's load; later chunks were ready in time
     assert loader.wait_s < 0.05 * total
+
+
+def test_next_epochs_first_chunk_is_loaded_ahead(tiny_data, monkeypatch):
+    from engine.data import loader as loader_module
+
+    loads = []
+    real = loader_module.load_chunk
+    monkeypatch.setattr(loader_module, "load_chunk", lambda ref, *a, **k: loads.append(ref) or real(ref, *a, **k))
+    def slowly(loader):  # a consumer slow enough for the load ahead to finish during the epoch
+        batches = []
+        for batch in loader:
+            batches.append(batch.index)
+            time.sleep(0.03)
+        return torch.cat(batches)
+
+    ds = open_dataset(tiny_data / "train")
+    loader = train_loader(ds, batch_size=16, seed=0)
+    chunks = len(ds.chunks)
+    first = slowly(loader)
+    assert len(loads) == chunks + 1  # every chunk, then epoch 1's first
+    loader.set_epoch(1)
+    second = slowly(loader)
+    assert len(loads) == 2 * chunks + 1  # epoch 1 reused it and loaded epoch 2's first
+    loader.set_epoch(7)  # not the epoch guessed: the chunk loaded ahead is dropped, nothing changes
+    assert sorted(indices(loader).tolist()) == sorted(first.tolist())
+    fresh = train_loader(ds, batch_size=16, seed=0)
+    fresh.set_epoch(1)
+    assert torch.equal(indices(fresh), second)
+    loader.close()
 
 
 def test_chunked_split_holds_out_last_chunk(tiny_data):

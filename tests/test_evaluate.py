@@ -11,13 +11,13 @@ from engine.evaluate import SpecDecodeAccumulator
 
 
 def vectors(cosines, lens):
-    """pred/target in 2-D with cos(pred_t, target_t) = cosines[b][t]; mask from lens."""
+    """Valid tokens of pred/target in 2-D with cos(pred_t, target_t) = cosines[b][t]; mask from lens."""
     c = torch.tensor(cosines, dtype=torch.float64)
     target = torch.zeros(*c.shape, 2, dtype=torch.float64)
     target[..., 0] = 1.0
     pred = torch.stack([c, torch.sqrt(1 - c ** 2)], dim=-1)
     mask = torch.arange(c.shape[1])[None, :] < torch.tensor(lens)[:, None]
-    return pred, target, mask
+    return pred[mask], target[mask], mask
 
 
 def run(cosines, lens, thresholds=(0.9,), gamma=3, cost=0.1, head=None):

@@ -1,38 +1,50 @@
 """Chunked loaders with background prefetch (SPEC §4, §9).
 
-Chunks are memory-mapped, so a batch copies only its own rows; nothing else of the chunk is
-copied. While one chunk is consumed, a background thread opens and validates the next and asks
-the kernel to read it ahead (POSIX_FADV_WILLNEED), so its pages are in memory before they are
-needed. At most two chunks (plus the batch in flight) are mapped at any time. Batches are built
-with tensor indexing, trimmed to their longest sequence, with the mask built from seq_lens: no
-Python loop per sample.
+Chunks are memory-mapped, so a batch copies only its own valid tokens; nothing else of the
+chunk, and no padding, is copied. While one chunk is consumed, a background thread opens and
+validates the next, asks the kernel to read it ahead (POSIX_FADV_WILLNEED) and maps its pages,
+so the consumer neither waits for the disk nor takes page faults. At most two chunks (plus the
+batches in flight) are mapped at any time. Batches are built with tensor indexing, with the
+mask (trimmed to the batch's longest sequence) built from seq_lens: no Python loop per sample.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import torch
 
+from adapters.padding import Padding
 from engine.data.formats import Chunk, ChunkRef, Dataset, load_chunk
+
+PAGE_BYTES = 4096
 
 
 @dataclass
 class Batch:
-    egpt: torch.Tensor       # [B, L, H], L = longest sequence in the batch
-    vl: torch.Tensor         # [B, L, H]
-    mask: torch.Tensor       # bool [B, L]
+    """A batch as the models take it: only the valid tokens, sample after sample, with the mask
+    that places them in the padded [B, L] layout (adapters.padding). Padding is never copied,
+    from the chunk or to the GPU."""
+
+    egpt: torch.Tensor       # [T, H] drafter states of the valid tokens, in tensor[mask] order
+    vl: torch.Tensor         # [T, H] verifier states
+    mask: torch.Tensor       # bool [B, L], L = longest sequence in the batch
     seq_lens: torch.Tensor   # [B]
     index: torch.Tensor      # [B] global sample ids (position in the dataset)
 
     @property
     def num_tokens(self) -> int:
-        return int(self.seq_lens.sum())
+        return self.egpt.shape[0]
+
+    def padded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(egpt, vl) as [B, L, H], zeros at padded positions."""
+        padding = Padding(self.mask)
+        return padding.scatter(self.egpt), padding.scatter(self.vl)
 
     def to(self, device: torch.device, non_blocking: bool = False) -> "Batch":
         if device.type == "cpu":
@@ -52,21 +64,21 @@ def read_ahead(path: Path) -> None:
         os.close(fd)
 
 
+def fault_in(tensor: torch.Tensor) -> None:
+    """Read one value per memory page, so the pages of a freshly mapped chunk are mapped by the
+    prefetch thread instead of one page fault at a time in the consumer's gathers (a chunk's
+    faults cost about as much as copying its valid tokens on the VMs we measured)."""
+    if tensor.is_contiguous() and tensor.numel():
+        tensor.view(-1)[:: max(1, PAGE_BYTES // tensor.element_size())].sum()
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """Shuffling depends only on (seed, epoch): reproducible runs and exact resume."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def _gather(source: torch.Tensor, rows: torch.Tensor, longest: int) -> torch.Tensor:
-    """source[rows, :longest]. Whole rows are copied when the batch spans most of the padded
-    length (one memcpy per row beats a strided copy), then narrowed to `longest`."""
-    if longest * 4 >= source.shape[1] * 3:
-        return source.index_select(0, rows)[:, :longest]
-    return source[:, :longest].index_select(0, rows)
-
-
 class BufferRing:
-    """A few preallocated batch buffers, reused in turn.
+    """A few preallocated token buffers, reused in turn.
 
     A fresh allocation per batch costs more than the copy into it: the kernel faults in and
     zeroes new pages (measured 20x the copy on these machines). Buffers are pinned when asked,
@@ -81,43 +93,71 @@ class BufferRing:
         self.slots: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * size
         self.turn = 0
 
-    def gather(self, chunk: Chunk, rows: torch.Tensor, longest: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def take(self, tokens: int, hidden: int, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two [tokens, H] float32 buffers; a slot grows to `capacity` rows when too small."""
         index = self.turn % self.size
         self.turn += 1
-        shape = (rows.shape[0],) + tuple(chunk.egpt.shape[1:])
         slot = self.slots[index]
-        if slot is None or slot[0].shape[0] < shape[0] or slot[0].shape[1:] != shape[1:] or slot[0].dtype != chunk.egpt.dtype:
-            make = lambda: torch.empty((max(shape[0], slot[0].shape[0] if slot else 0),) + shape[1:],  # noqa: E731
-                                       dtype=chunk.egpt.dtype, pin_memory=self.pin)
+        if slot is None or slot[0].shape[0] < tokens or slot[0].shape[1] != hidden:
+            make = lambda: torch.empty(max(tokens, capacity), hidden, pin_memory=self.pin)  # noqa: E731
             slot = self.slots[index] = (make(), make())
-        egpt = torch.index_select(chunk.egpt, 0, rows, out=slot[0][: shape[0]])
-        vl = torch.index_select(chunk.vl, 0, rows, out=slot[1][: shape[0]])
-        return egpt[:, :longest], vl[:, :longest]
+        return slot[0][:tokens], slot[1][:tokens]
 
 
-def make_batch(chunk: Chunk, rows: torch.Tensor, pin: bool = False, ring: BufferRing | None = None) -> Batch:
-    """Gather `rows` of a chunk, trimmed to the longest of their sequences."""
-    rows = rows.sort().values  # ascending reads of the mapped file; order within a batch is irrelevant
+def _gather_tokens(source: torch.Tensor, flat: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """source[flat] as float32, into `out` when given (index_select needs matching dtypes)."""
+    if out is None:
+        return source.index_select(0, flat).float()
+    if source.dtype == out.dtype:
+        return torch.index_select(source, 0, flat, out=out)
+    return out.copy_(source.index_select(0, flat))
+
+
+def chunk_batches(chunk: Chunk, row_batches: list[torch.Tensor], pin: bool = False,
+                  ring: BufferRing | None = None) -> Iterator[Batch]:
+    """The batches of one chunk, each gathering the valid tokens of its rows.
+
+    The token index of the whole chunk is built at once, with tensor ops, so each batch costs
+    only its mask and two index_selects (per-batch index building cost as much as the copy).
+    """
+    if not row_batches:
+        return
+    # ascending rows within a batch: forward reads of the mapped file (order within a batch is irrelevant)
+    rows = torch.cat([batch.sort().values for batch in row_batches])
     lens = chunk.seq_lens[rows]
-    longest = int(lens.max())
-    mask = torch.arange(longest)[None, :] < lens[:, None]
+    if chunk.offsets is not None:  # packed: tokens [T_chunk, H], sample i from offsets[i]
+        egpt_source, vl_source, starts = chunk.egpt, chunk.vl, chunk.offsets[rows]
+    else:                          # padded: sample i at rows i*S .. i*S + len - 1 of the flattened chunk
+        egpt_source, vl_source = chunk.egpt.flatten(0, 1), chunk.vl.flatten(0, 1)
+        starts = rows * chunk.egpt.shape[1]
+    first_token = torch.cumsum(lens, 0) - lens  # where each sample's tokens begin in `flat`
+    flat = torch.repeat_interleave(starts - first_token, lens) + torch.arange(int(lens.sum()))
     ids = chunk.ids[rows] if chunk.ids is not None else rows
-    if chunk.offsets is not None:  # packed tokens: scatter into a fresh padded batch
-        from engine.data.packed import gather_packed
-
-        egpt, vl, mask = gather_packed(chunk, rows, longest)
+    steps = torch.arange(int(lens.max()))
+    hidden, capacity = egpt_source.shape[1], max(len(b) for b in row_batches) * steps.shape[0]
+    lens_list, sample, token = lens.tolist(), 0, 0
+    for size in (len(b) for b in row_batches):
+        batch_lens = lens[sample:sample + size]
+        longest, count = max(lens_list[sample:sample + size]), sum(lens_list[sample:sample + size])
+        mask = steps[None, :longest] < batch_lens[:, None]
+        index = flat[token:token + count]
+        out_egpt, out_vl = ring.take(count, hidden, capacity) if ring is not None else (None, None)
+        egpt, vl = _gather_tokens(egpt_source, index, out_egpt), _gather_tokens(vl_source, index, out_vl)
+        if pin and ring is None:  # ring buffers are pinned already
+            egpt, vl = egpt.pin_memory(), vl.pin_memory()
         if pin:
-            egpt, vl, mask, lens = egpt.pin_memory(), vl.pin_memory(), mask.pin_memory(), lens.pin_memory()
-        return Batch(egpt, vl, mask, lens, ids)
-    if ring is not None:
-        egpt, vl = ring.gather(chunk, rows, longest)
-        if ring.pin:
-            mask, lens = mask.pin_memory(), lens.pin_memory()
-        return Batch(egpt, vl, mask, lens, ids)
-    egpt, vl = _gather(chunk.egpt, rows, longest), _gather(chunk.vl, rows, longest)
-    if pin:
-        egpt, vl, mask, lens = egpt.pin_memory(), vl.pin_memory(), mask.pin_memory(), lens.pin_memory()
-    return Batch(egpt, vl, mask, lens, ids)
+            mask, batch_lens = mask.pin_memory(), batch_lens.pin_memory()
+        yield Batch(egpt, vl, mask, batch_lens, ids[sample:sample + size])
+        sample, token = sample + size, token + count
+
+
+class Share(NamedTuple):
+    """One chunk of a rank's epoch plan."""
+
+    ref: ChunkRef
+    batches: list[tuple[int, int]] | None  # (start, size) in the shuffled rows; None: consecutive batches
+    position: int                          # the chunk's place in the epoch's chunk order
+    strided: bool = False                  # ranks share every chunk sample by sample
 
 
 def split_sizes(n: int, batches: int, batch_size: int) -> list[int]:
@@ -135,6 +175,10 @@ def _steps(shares: list[list[tuple[int, int]]], batch_size: int) -> int:
 
 class ChunkedLoader:
     """Iterates batches over a list of chunks with one chunk prefetched in the background.
+
+    A loader holds at most two chunks: the one being consumed and the next. A shuffled
+    (training) loader's next chunk after an epoch's last is the following epoch's first, so an
+    epoch does not start with a stall; `close()` drops it.
 
     Args:
         dataset: the split to read.
@@ -167,38 +211,38 @@ class ChunkedLoader:
         self.ring = BufferRing(reuse_buffers, pin_memory) if reuse_buffers > 0 else None
         self.epoch = 0
         self.wait_s = 0.0  # time the consumer spent waiting for a chunk, this epoch
-        self._strided = False  # set by schedule(): ranks share every chunk sample by sample
+        self._pool: ThreadPoolExecutor | None = None  # the prefetch thread, kept across passes
+        self._ahead: tuple[tuple[int, ChunkRef], Future] | None = None  # next pass's first chunk
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _chunk_order(self) -> list[ChunkRef]:
+    def _chunk_order(self, epoch: int) -> list[ChunkRef]:
         chunks = self.dataset.chunks
         if self.shuffle:
-            order = torch.randperm(len(chunks), generator=epoch_generator(self.seed, self.epoch)).tolist()
+            order = torch.randperm(len(chunks), generator=epoch_generator(self.seed, epoch)).tolist()
             chunks = [chunks[i] for i in order]
         return chunks
 
-    def _rows(self, position: int, n: int) -> torch.Tensor:
+    def _rows(self, epoch: int, position: int, n: int) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(n)
-        return torch.randperm(n, generator=epoch_generator(self.seed, self.epoch * 100_003 + position + 1))
+        return torch.randperm(n, generator=epoch_generator(self.seed, epoch * 100_003 + position + 1))
 
-    def schedule(self) -> list[tuple[ChunkRef, list[tuple[int, int]] | None, int]]:
-        """This rank's plan for the epoch: (chunk, batch (start, size) pairs or None for a
-        rank-strided share, chunk position). Depends only on seed, epoch, rank and world size."""
-        chunks, world, b = self._chunk_order(), self.world_size, self.batch_size
-        if world == 1:
-            return [(ref, None, i) for i, ref in enumerate(chunks)]
-        if not self.shuffle:
-            return [(ref, None, i) for i, ref in enumerate(chunks)]
+    def schedule(self, epoch: int | None = None) -> list[Share]:
+        """This rank's plan for an epoch (default: the current one), chunk by chunk. Depends only
+        on seed, epoch, rank and world size."""
+        epoch = self.epoch if epoch is None else epoch
+        chunks, world, b = self._chunk_order(epoch), self.world_size, self.batch_size
+        if world == 1 or not self.shuffle:
+            return [Share(ref, None, i) for i, ref in enumerate(chunks)]
         whole = [[(i, len(ref)) for i, ref in enumerate(chunks) if i % world == r] for r in range(world)]
         strided = [[(i, len(range(r, len(ref), world))) for i, ref in enumerate(chunks)] for r in range(world)]
         shares, steps = whole, _steps(whole, b)
         # With fewer chunks than ranks, or chunks so uneven that a rank has fewer samples than the
         # busiest rank has steps, every rank takes a strided share of every chunk instead.
-        self._strided = any(sum(m for _, m in share) < steps for share in whole)
-        if self._strided:
+        is_strided = any(sum(m for _, m in share) < steps for share in whole)
+        if is_strided:
             shares, steps = strided, _steps(strided, b)
             if any(sum(m for _, m in share) < steps for share in shares):
                 raise ValueError(f"{self.dataset.path}: too few samples for {world} ranks at batch size {b}")
@@ -214,19 +258,19 @@ class ChunkedLoader:
         for (i, m), count in zip(mine, counts):
             sizes = split_sizes(m, count, b)
             starts = [sum(sizes[:j]) for j in range(len(sizes))]
-            plan.append((chunks[i], list(zip(starts, sizes)), i))
+            plan.append(Share(chunks[i], list(zip(starts, sizes)), i, is_strided))
         return plan
 
-    def _batches_of(self, chunk: Chunk, plan: list[tuple[int, int]] | None, position: int) -> Iterator[torch.Tensor]:
-        rows = self._rows(position, len(chunk))
-        if self._strided:
+    def _batches_of(self, share: Share, n: int, epoch: int) -> Iterator[torch.Tensor]:
+        rows = self._rows(epoch, share.position, n)
+        if share.strided:
             rows = rows[self.rank::self.world_size]
-        if plan is not None:
-            for start, size in plan:
+        if share.batches is not None:
+            for start, size in share.batches:
                 yield rows[start:start + size]
             return
         for index, start in enumerate(range(0, len(rows), self.batch_size)):
-            if self.shuffle or self.world_size == 1 or self._val_turn(position, index):
+            if self.shuffle or self.world_size == 1 or self._val_turn(share.position, index):
                 yield rows[start:start + self.batch_size]
 
     def _val_turn(self, position: int, index: int) -> bool:
@@ -236,35 +280,69 @@ class ChunkedLoader:
 
     def __len__(self) -> int:
         total = 0
-        for ref, plan, position in self.schedule():
-            if plan is not None:
-                total += len(plan)
+        for share in self.schedule():
+            if share.batches is not None:
+                total += len(share.batches)
             else:
-                n = -(-len(ref) // self.batch_size)
+                n = -(-len(share.ref) // self.batch_size)
                 total += n if self.shuffle or self.world_size == 1 else sum(
-                    self._val_turn(position, i) for i in range(n))
+                    self._val_turn(share.position, i) for i in range(n))
         return total
 
     def _load(self, ref: ChunkRef) -> Chunk:
         for path in ref.files:
             read_ahead(path)
-        return load_chunk(ref, self.dataset.hidden_dim, mmap=True)
+        chunk = load_chunk(ref, self.dataset.hidden_dim, mmap=True)
+        fault_in(chunk.egpt)
+        fault_in(chunk.vl)
+        return chunk
+
+    def _first_chunk(self, pool: ThreadPoolExecutor, epoch: int, ref: ChunkRef) -> Future:
+        """The epoch's first chunk: the one loaded ahead at the end of the previous pass when it
+        is the right one, else a fresh load."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == (epoch, ref):
+            return ahead[1]
+        if ahead is not None:
+            ahead[1].cancel()  # a wrong guess (the epoch was not the next one)
+        return pool.submit(self._load, ref)
+
+    def close(self) -> None:
+        """Drop the chunk loaded ahead and stop the prefetch thread (it restarts if iterated again)."""
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+            self._ahead = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def __iter__(self) -> Iterator[Batch]:
         self.wait_s = 0.0
-        plan = self.schedule()
+        epoch = self.epoch
+        plan = self.schedule(epoch)
         if not plan:
             return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-prefetch") as pool:
-            pending = pool.submit(self._load, plan[0][0])
-            for i, (_, batches, position) in enumerate(plan):
-                started = time.perf_counter()
-                chunk = pending.result()
-                self.wait_s += time.perf_counter() - started
-                pending = pool.submit(self._load, plan[i + 1][0]) if i + 1 < len(plan) else None
-                for rows in self._batches_of(chunk, batches, position):
-                    yield make_batch(chunk, rows, self.pin_memory, self.ring)
-                del chunk
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-prefetch")
+        pool = self._pool
+        pending = self._first_chunk(pool, epoch, plan[0].ref)
+        for i, share in enumerate(plan):
+            started = time.perf_counter()
+            chunk = pending.result()
+            self.wait_s += time.perf_counter() - started
+            if i + 1 < len(plan):
+                pending = pool.submit(self._load, plan[i + 1].ref)
+            elif self.shuffle:  # training: load epoch + 1's first chunk while this one is consumed
+                first = self.schedule(epoch + 1)[0].ref
+                self._ahead = ((epoch + 1, first), pool.submit(self._load, first))
+            yield from chunk_batches(chunk, list(self._batches_of(share, len(chunk), epoch)),
+                                     self.pin_memory, self.ring)
+            pool.submit(_release, chunk)  # unmapping a chunk takes milliseconds: not on this thread
+            del chunk
+
+
+def _release(chunk: Chunk) -> None:
+    """Runs on the prefetch thread, which drops the last reference to the chunk when it returns."""
 
 
 def train_loader(dataset: Dataset, batch_size: int, seed: int, **kwargs) -> ChunkedLoader:

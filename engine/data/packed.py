@@ -90,17 +90,6 @@ def load_packed_chunk(ref: ChunkRef) -> Chunk:
     return Chunk(egpt, vl, lens, torch.arange(ref.n_samples) + ref.first_index, offsets=offsets)
 
 
-def gather_packed(chunk: Chunk, rows: torch.Tensor, longest: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Padded float32 [B, longest, H] batches from packed tokens, with tensor indexing only."""
-    lens = chunk.seq_lens[rows]
-    mask = torch.arange(longest)[None, :] < lens[:, None]
-    tokens = (chunk.offsets[rows][:, None] + torch.arange(longest)[None, :])[mask]
-    shape = (rows.shape[0], longest, chunk.egpt.shape[1])
-    egpt = torch.zeros(shape).index_put_((mask,), chunk.egpt.index_select(0, tokens).float())
-    vl = torch.zeros(shape).index_put_((mask,), chunk.vl.index_select(0, tokens).float())
-    return egpt, vl, mask
-
-
 def _write_raw(tensor: torch.Tensor, path: Path) -> None:
     with atomic_writer(path) as handle:
         data = tensor.contiguous().view(torch.uint8).numpy()

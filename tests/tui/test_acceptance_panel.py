@@ -80,7 +80,7 @@ def test_parser_agrees_with_the_engine():
     target = torch.zeros(4, 4, 2)
     target[..., 0] = 1.0
     pred = torch.stack([cos, (1 - cos ** 2).sqrt()], dim=-1)
-    acc.update(pred, target, torch.ones(4, 4, dtype=torch.bool))
+    acc.update(pred.flatten(0, 1), target.flatten(0, 1), torch.ones(4, 4, dtype=torch.bool))
     result = json.loads(json.dumps(acc.compute(gamma=3, draft_cost=0.1)))
     view, problem = parse_eval(result)
     assert problem is None and view.tau == "0.9"
