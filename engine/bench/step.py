@@ -95,14 +95,17 @@ def bench_level(key: str, train: Dataset, val: Dataset, batch_size: int, repeats
     params = sum(p.numel() for p in model.parameters())
     pin = device.type == "cuda"
     ours_runs, base_runs = [], []
+    # one loader of each across epochs, as the trainer runs them
+    train_batches = train_loader(train, batch_size, seed=0, reuse_buffers=3, pin_memory=pin)
+    val_batches = val_loader(val, batch_size, reuse_buffers=3, pin_memory=pin)
     for repeat in range(repeats):  # interleaved, so machine noise hits both alike
-        loader = train_loader(train, batch_size, seed=repeat, reuse_buffers=3, pin_memory=pin)
-        ours_runs.append(_epoch(model, _ours_batches(loader, device),
-                                _ours_batches(val_loader(val, batch_size, reuse_buffers=3, pin_memory=pin), device),
+        train_batches.set_epoch(repeat)
+        ours_runs.append(_epoch(model, _ours_batches(train_batches, device), _ours_batches(val_batches, device),
                                 _ours_validate, device, ours=True))
         base_runs.append(_epoch(baseline_model, _seed_batches(seed_style_batches(train, batch_size, seed=repeat), device),
                                 _seed_batches(seed_style_batches(val, batch_size), device), _seed_validate,
                                 device, ours=False))
+    train_batches.close()
 
     def rate(run: tuple[float, int, int]) -> float:
         return run[1] / run[0]
