@@ -73,6 +73,7 @@ def test_nproc_2_run_is_written_once_and_resumes(tmp_path, tiny_data):
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)  # torchrun forwards it to both ranks
     proc.wait(timeout=60)
+    assert "Traceback" not in proc.stderr.read().decode()  # a clean stop, not a crash report
     run_dirs = [p for p in runs.glob("*/*") if p.is_dir()]
     assert len(run_dirs) == 1
     run = run_dirs[0]

@@ -219,7 +219,7 @@ def test_trainer_command_maps_args_to_flags(runs):
     assert "--vlm_only" in argv and not any(a.startswith("--lm_head") for a in argv)
     assert argv[-6:] == ["--config", "/c/adapters.toml", "--output_dir", str(runs), "--resume", "/r/L4/L4_x"]
     job.nproc = 2
-    assert trainer_command(job, runs)[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert trainer_command(job, runs)[1:5] == ["-m", "engine.launch", "--standalone", "--nproc_per_node=2"]
 
 
 def test_retry_rules(q, tmp_path):

@@ -61,14 +61,14 @@ def without_nproc(argv: list[str]) -> list[str]:
 
 
 def relaunch_under_torchrun(argv: list[str], nproc: int) -> None:
-    """Replace this process with `torchrun --standalone --nproc_per_node N -m engine ARGV`, so
-    signals sent to this pid reach torchrun, which forwards them to every rank."""
+    """Replace this process with torchrun running `-m engine ARGV` as N ranks, so signals sent
+    to this pid reach torchrun, which forwards them to every rank."""
     import os
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "engine", *without_nproc(argv)]
+    from engine.launch import torchrun_command
+
     sys.stdout.flush()
-    os.execv(sys.executable, command)
+    os.execv(sys.executable, torchrun_command(nproc, without_nproc(argv)))
 
 
 def run(args: argparse.Namespace) -> int:

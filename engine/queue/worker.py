@@ -25,6 +25,7 @@ from typing import Callable, TextIO
 
 from adapters.errors import UserInputError
 from engine.fileio import ReadError, read_json
+from engine.launch import torchrun_command
 from engine.queue.db import Job, JobQueue, mark_run_status
 from engine.queue.signals import terminate_group
 from engine.rundir import RUN_DIR_FILE_ENV, STATUS, now_iso, pid_alive
@@ -44,11 +45,7 @@ def trainer_command(job: Job, runs_dir: Path) -> list[str]:
     False are left out; the queue adds --config (the adapters.toml the job was planned
     with), --output_dir and, to resume, --resume RUN_DIR. A job
     spanning several GPUs runs under torchrun."""
-    if job.nproc > 1:
-        argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={job.nproc}",
-                "-m", "engine", "train"]
-    else:
-        argv = [sys.executable, "-m", "engine", "train"]
+    argv = torchrun_command(job.nproc, ["train"]) if job.nproc > 1 else [sys.executable, "-m", "engine", "train"]
     argv += ["--level", job.level]
     for key, value in job.args.items():
         if value is None or value is False:
