@@ -98,6 +98,7 @@ class AdapterTUI(App):
         yield SystemCommand("Log tail", "Inspector", lambda: main.action_inspect("log"))
         yield SystemCommand("Acceptance by position", "Inspector: eval.json of the selected and marked runs",
                             lambda: main.action_inspect("accept"))
+        yield SystemCommand("Next acceptance threshold", "Acceptance by position", main.action_accept_threshold)
         yield SystemCommand("Rescan runs", "Read every run directory again", main.action_rescan)
         yield SystemCommand("Keys", "Every key binding", self.action_help)
 

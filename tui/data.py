@@ -110,15 +110,21 @@ def parse_eval(data: Any, tau: float | str | None = None) -> tuple[EvalView | No
     return view, None
 
 
-def read_eval(run_dir: Path) -> tuple[EvalView | None, str | None]:
-    """(view, None), or (None, why not): "no eval.json yet", or what is wrong with the file."""
+def load_eval(run_dir: Path) -> tuple[Any, EvalView | None, str | None]:
+    """(the parsed file, its view at the primary threshold, None), or (None, None, why not):
+    "no eval.json yet", or what is wrong with the file."""
     path = Path(run_dir) / EVAL
     if not path.exists():
-        return None, NO_EVAL
+        return None, None, NO_EVAL
     data, problem = read_object(path)
     if problem:
-        return None, problem
-    return parse_eval(data)
+        return None, None, problem
+    return (data, *parse_eval(data))
+
+
+def read_eval(run_dir: Path) -> tuple[EvalView | None, str | None]:
+    """(view, None), or (None, why not)."""
+    return load_eval(run_dir)[1:]
 
 
 @dataclass
@@ -132,6 +138,7 @@ class RunData:
     problems: list[str] = field(default_factory=list)
     evaluation: EvalView | None = None
     eval_problem: str | None = NO_EVAL
+    eval_data: Any = None  # the whole eval.json, to show other thresholds than the primary
 
 
 def read_run(path: str | os.PathLike, *, full: bool = True) -> RunData:
@@ -152,7 +159,7 @@ def read_run(path: str | os.PathLike, *, full: bool = True) -> RunData:
         data.config, problem = read_object(run_dir / CONFIG)
         if problem:
             data.problems.append(problem)
-    data.evaluation, data.eval_problem = read_eval(run_dir)
+    data.eval_data, data.evaluation, data.eval_problem = load_eval(run_dir)
     return data
 
 

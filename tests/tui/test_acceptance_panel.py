@@ -120,6 +120,23 @@ async def test_selected_run_then_marked_runs_overlaid(runs, app_factory):
         assert app.main.leaderboard.show_eval  # the leaderboard's eval columns too
 
 
+async def test_threshold_key_steps_through_the_files_thresholds(runs, app_factory):
+    a = make_run(runs, "L1", "L1_a", start=0.5)
+    result = make_eval(a, CURVE_A)
+    app = app_factory()
+    async with app.run_test(size=(140, 44)) as pilot:
+        assert await wait_for(pilot, lambda: app.main.leaderboard.table.row_count == 1)
+        await pilot.press("p")
+        assert await wait_for(pilot, lambda: "acceptance by position @0.9" in screen_text(app))
+        await pilot.press("a")  # 0.9 -> 0.95: its own curve, and no speedup (that is 0.9's)
+        assert await wait_for(pilot, lambda: "acceptance by position @0.95" in screen_text(app))
+        assert panel(app).drawn["L1_a"] == pytest.approx(result["accept_by_position"]["0.95"])
+        assert "(draft cost 0.1)" not in screen_text(app)  # the caption has no speedup
+        await pilot.press("a")  # wraps around to the first threshold
+        assert await wait_for(pilot, lambda: "acceptance by position @0.8" in screen_text(app))
+        assert panel(app).drawn["L1_a"] == pytest.approx(result["accept_by_position"]["0.8"])
+
+
 async def test_missing_and_garbage_eval_json(runs, app_factory):
     make_run(runs, "L1", "L1_none", start=0.5)
     bad = make_run(runs, "L1", "L1_bad", start=1.0)

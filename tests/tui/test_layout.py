@@ -42,7 +42,7 @@ async def test_160x48_everything_side_by_side(runs, app_factory):
 
 async def test_help_screen_lists_bindings_with_ids(runs, app_factory):
     app = app_factory()
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 60)) as pilot:  # tall enough for the whole table unscrolled
         await pilot.pause(0.2)
         await pilot.press("question_mark")
         await pilot.pause(0.2)

@@ -22,7 +22,7 @@ from adapters.registry import Registry
 from engine.rundir import LOG
 from engine.runindex import load_runs, summarize
 from tui.backend import Backend
-from tui.data import RunData, read_run
+from tui.data import RunData, parse_eval, read_run
 from tui.messages import (DatasetInspected, JobsSubmitted, LevelsCounted, QueueLoaded, RunRead, RunsLoaded,
                           SynthProgressed)
 from tui.watcher import LevelDirChanged, QueueChanged, RunFilesChanged
@@ -52,6 +52,8 @@ class MainScreen(Screen):
         Binding("t", "inspect('log')", "Log", id="inspector.log", show=False, tooltip="Live tail of train.log"),
         Binding("p", "inspect('accept')", "Accept", id="inspector.accept", show=False,
                 tooltip="Acceptance by position (eval.json) of the selected and marked runs"),
+        Binding("a", "accept_threshold", "Threshold", id="accept.threshold", show=False,
+                tooltip="Acceptance plot: next threshold of the runs' eval.json"),
         Binding("g", "log_y", "Log y", id="curves.log_y", show=False, tooltip="Toggle log-scale y"),
         Binding("e", "ema", "EMA", id="curves.ema", show=False, tooltip="Toggle EMA smoothing"),
         Binding("m", "metric", "Metric", id="curves.metric", show=False, tooltip="Next overlay metric"),
@@ -69,6 +71,7 @@ class MainScreen(Screen):
         self.cache: dict[str, RunData] = {}
         self.states: dict[str, str] = {}
         self.follow_new = False
+        self.accept_tau: str | None = None  # threshold of the acceptance plot; None: each file's primary
         self.mounted_at = time.perf_counter()
         self.loaded_s: float | None = None
         self.scan_s: float | None = None
@@ -311,9 +314,11 @@ class MainScreen(Screen):
             data = self.cache.get(path)
             if data is None:
                 runs.append(AcceptanceRun(Path(path).name, None, "reading...", path == self.selected))
-            else:
-                runs.append(AcceptanceRun(data.summary.run, data.evaluation, data.eval_problem,
-                                          path == self.selected))
+                continue
+            view, problem = data.evaluation, data.eval_problem
+            if self.accept_tau is not None and data.eval_data is not None:
+                view, problem = parse_eval(data.eval_data, self.accept_tau)
+            runs.append(AcceptanceRun(data.summary.run, view, problem, path == self.selected))
         for panel in self.query(AcceptancePanel):
             if panel.is_mounted:  # else it asks again when it is (AcceptancePanel.Mounted)
                 panel.show(runs)
@@ -508,6 +513,20 @@ class MainScreen(Screen):
 
     def action_view(self) -> None:
         self.curves.next_view()
+
+    def action_accept_threshold(self) -> None:
+        """Step the acceptance plot through the thresholds the shown runs were evaluated at."""
+        shown = [self.cache[p] for p in [self.selected, *self.marked] if p in self.cache]
+        views = [d.evaluation for d in shown if d.evaluation is not None]
+        if not views:
+            self.notify("no eval.json to switch thresholds in", severity="warning", timeout=3)
+            return
+        thresholds = views[0].thresholds
+        current = self.accept_tau or views[0].tau
+        self.accept_tau = thresholds[(thresholds.index(current) + 1) % len(thresholds)] \
+            if current in thresholds else thresholds[0]
+        self.notify(f"acceptance threshold: {self.accept_tau}", timeout=2)
+        self._show_acceptance()
 
     def action_rescan(self) -> None:
         self.scan(list(self.leaderboard.rows))
