@@ -31,7 +31,8 @@ class _MseAndCosine(torch.autograd.Function):
         mse = torch.linalg.vector_norm(diff).square() / diff.numel()
         pred_norm = torch.linalg.vector_norm(pred, dim=-1).clamp_min(eps)
         target_norm = torch.linalg.vector_norm(target, dim=-1).clamp_min(eps)
-        cosine = torch.linalg.vecdot(pred, target) / (pred_norm * target_norm)
+        # not linalg.vecdot: autocast would run it in bf16 (mul and sum keep the fp32 inputs)
+        cosine = (pred * target).sum(-1) / (pred_norm * target_norm)
         ctx.save_for_backward(pred, target, diff, pred_norm, target_norm, cosine)
         return mse, cosine
 

@@ -116,6 +116,15 @@ def test_token_alignment_matches_autograd_of_the_library_losses():
     assert torch.autograd.gradcheck(lambda p, t: token_alignment(p, t), both)
 
 
+def test_token_alignment_stays_fp32_under_bf16_autocast():
+    g = torch.Generator().manual_seed(1)
+    target = torch.randn(64, 32, generator=g)
+    pred = target + 0.4 * torch.randn(64, 32, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the trainer scores batches inside autocast
+        _, cosine = token_alignment(pred, target)
+    torch.testing.assert_close(cosine, torch.nn.functional.cosine_similarity(pred, target, dim=-1))
+
+
 def test_b1_reads_only_verifier_states(registry):
     model = small(registry, "B1").eval()
     egpt, vl, mask = batch()
