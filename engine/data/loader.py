@@ -313,7 +313,7 @@ class ChunkedLoader:
             self._ahead[1].cancel()
             self._ahead = None
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def __iter__(self) -> Iterator[Batch]:
@@ -325,20 +325,30 @@ class ChunkedLoader:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-prefetch")
         pool = self._pool
-        pending = self._first_chunk(pool, epoch, plan[0].ref)
+        pending: Future | None = self._first_chunk(pool, epoch, plan[0].ref)
         for i, share in enumerate(plan):
             started = time.perf_counter()
             chunk = pending.result()
             self.wait_s += time.perf_counter() - started
-            if i + 1 < len(plan):
-                pending = pool.submit(self._load, plan[i + 1].ref)
-            elif self.shuffle:  # training: load epoch + 1's first chunk while this one is consumed
-                first = self.schedule(epoch + 1)[0].ref
-                self._ahead = ((epoch + 1, first), pool.submit(self._load, first))
+            pending = pool.submit(self._load, plan[i + 1].ref) if i + 1 < len(plan) else None
+            if pending is None and self.shuffle:  # training: epoch + 1's first chunk, while this one is consumed
+                self._load_ahead(pool, epoch + 1, share.ref, chunk)
             yield from chunk_batches(chunk, list(self._batches_of(share, len(chunk), epoch)),
                                      self.pin_memory, self.ring)
             pool.submit(_release, chunk)  # unmapping a chunk takes milliseconds: not on this thread
             del chunk
+
+    def _load_ahead(self, pool: ThreadPoolExecutor, epoch: int, current: ChunkRef, chunk: Chunk) -> None:
+        try:
+            first = self.schedule(epoch)[0].ref
+        except ValueError:  # that epoch cannot be planned: let it say so when it runs, not now
+            return
+        if first == current:  # the same chunk again (always, with one chunk): keep it, do not load it twice
+            ready: Future = Future()
+            ready.set_result(chunk)
+            self._ahead = ((epoch, first), ready)
+        else:
+            self._ahead = ((epoch, first), pool.submit(self._load, first))
 
 
 def _release(chunk: Chunk) -> None:
