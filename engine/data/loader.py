@@ -339,9 +339,10 @@ class ChunkedLoader:
             del chunk
 
     def _load_ahead(self, pool: ThreadPoolExecutor, epoch: int, current: ChunkRef, chunk: Chunk) -> None:
+        """Start loading `epoch`'s first chunk; `current` is the chunk being consumed now."""
         try:
             first = self.schedule(epoch)[0].ref
-        except ValueError:  # that epoch cannot be planned: let it say so when it runs, not now
+        except (ValueError, IndexError):  # that epoch cannot be planned: let it say so when it runs, not now
             return
         if first == current:  # the same chunk again (always, with one chunk): keep it, do not load it twice
             ready: Future = Future()
