@@ -105,3 +105,18 @@ async def test_first_run_offers_demo_in_one_keystroke(tmp_path, runs, backend):
         # the run the worker creates gets selected automatically
         make_run(runs, "L1", "L1_20990101_000000", epochs_done=1, state="running")
         assert await wait_for(pilot, lambda: app.main.selected and app.main.selected.endswith("L1_20990101_000000"))
+
+
+async def test_architecture_placeholders_follow_the_first_selected_level(runs, app_factory, backend):
+    from textual.widgets import SelectionList
+
+    app = app_factory()
+    async with app.run_test(size=(120, 48)) as pilot:
+        await pilot.press("2")
+        assert await wait_for(pilot, lambda: field(app, "bottleneck_dim").placeholder == "256")
+        assert field(app, "num_heads").placeholder == "—"  # L1 has no attention
+        levels = app.main.launch.query_one("#levels", SelectionList)
+        levels.deselect("L1")
+        levels.select("L4")
+        assert await wait_for(pilot, lambda: field(app, "num_heads").placeholder == "8")
+        assert field(app, "bottleneck_dim").placeholder == "—"

@@ -14,13 +14,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.timer import Timer
 from textual.validation import Function, Integer, Regex
 from textual.widgets import Button, Collapsible, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
-from adapters.registry import Registry
+from adapters.registry import LevelSpec, Registry
 from tui.data import fmt_int
 
 CUSTOM = "__path__"
@@ -139,10 +140,11 @@ class LaunchPanel(VerticalScroll):
             yield Input(placeholder="train data: chunk directory or .pt", id="data-path", compact=True)
             yield Input(placeholder="val data (optional)", id="val-path", compact=True)
         yield Static(id="data-info")
+        first = self.registry.levels[next(iter(levels))] if levels else None
         with Collapsible(title="advanced: architecture overrides (empty = level default)", id="advanced"):
             with Horizontal(classes="row"):
-                for name in ARCH_FIELDS:
-                    yield from self._field(name, valid_empty=True)
+                for name in ARCH_FIELDS:  # placeholders now: these are mounted last, maybe after on_mount
+                    yield from self._field(name, placeholder=self._arch_default(first, name), valid_empty=True)
         yield Static(id="errors")
         with Horizontal(id="actions"):
             yield Button("Start now ^s", id="start", variant="success")
@@ -159,14 +161,18 @@ class LaunchPanel(VerticalScroll):
                         valid_empty=valid_empty, compact=True)
 
     def on_mount(self) -> None:
-        if not self.query("#levels"):  # the app quit while this panel was being mounted
-            return
-        if self.registry and self.registry.levels:
-            first = next(iter(self.registry.levels))
-            self.query_one("#levels", SelectionList).select(first)
-            self._fill_defaults(first)
-            self._show_level_info(first)
-        self._dataset_selected(self.query_one("#dataset", Select).value)
+        try:
+            if self.registry and self.registry.levels:
+                first = next(iter(self.registry.levels))
+                self.query_one("#levels", SelectionList).select(first)
+                self._fill_defaults(first)
+                self._show_level_info(first)
+            self._dataset_selected(self.query_one("#dataset", Select).value)
+        except NoMatches:
+            # The app quit while this panel was being mounted (it is mounted late, after the
+            # first rows): teardown removes the children, deepest first, under this handler.
+            if self.is_attached and self.app.is_running:
+                raise
 
     # -- levels ------------------------------------------------------------------------------
     def _level_prompt(self, key: str) -> Text:
@@ -223,7 +229,12 @@ class LaunchPanel(VerticalScroll):
                 box.value = value
             self._prefill[name] = value
         for name in ARCH_FIELDS:
-            self.query_one(f"#f-{name}", Input).placeholder = str(spec.arch.get(name, "—"))
+            for box in self.query(f"#f-{name}").results(Input):  # not yet there on mount: see compose
+                box.placeholder = self._arch_default(spec, name)
+
+    @staticmethod
+    def _arch_default(spec: LevelSpec | None, name: str) -> str:
+        return str(spec.arch.get(name, "—")) if spec is not None else ""
 
     # -- dataset -----------------------------------------------------------------------------
     @on(Select.Changed, "#dataset")
