@@ -55,9 +55,7 @@ class SpecDecodeAccumulator:
         taus = torch.tensor(self.thresholds, device=cos.device).view(-1, 1)
         passed = cos.unsqueeze(0) > taus                                      # [K, T]
         self.accepted += passed.sum(dim=1).cpu()
-        accepted = torch.zeros((len(self.thresholds),) + mask.shape, dtype=torch.bool, device=cos.device)
-        accepted[:, mask] = passed                                            # [K, B, S]
-        self.prefix.append(leading_run(accepted.flatten(0, 1)).view(len(self.thresholds), -1).T.cpu())
+        self.prefix.append(leading_run(passed, mask).T.cpu())                # [B, K]
         self.tokens += cos.shape[0]
         self.max_len = max(self.max_len, mask.shape[1])
         if self.lm_head is not None:

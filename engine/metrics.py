@@ -20,9 +20,15 @@ def threshold_key(tau: float) -> str:
     return f"{round(tau * 100):02d}"
 
 
-def leading_run(accepted: torch.Tensor) -> torch.Tensor:
-    """Per row, how many leading positions are True: [B, S] bool -> [B] long."""
-    return accepted.long().cumprod(dim=1).sum(dim=1)
+def leading_run(accepted: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per sample, how many leading valid positions are accepted.
+
+    accepted: per-token flags [..., T] in tensor[mask] order; mask: [B, S]. Returns [..., B]
+    long. Only the flags go back into the [B, S] layout, never the states.
+    """
+    full = torch.zeros(accepted.shape[:-1] + mask.shape, dtype=torch.bool, device=accepted.device)
+    full[..., mask] = accepted
+    return full.long().cumprod(dim=-1).sum(dim=-1)
 
 
 class MetricAccumulator:
@@ -44,10 +50,7 @@ class MetricAccumulator:
         cos = objective.cosine.float()
         valid = torch.tensor(cos.numel(), device=cos.device)
         accepts = torch.stack([(cos > tau).sum() for tau in self.thresholds])
-        # leading runs need the [B, S] layout back: scatter the per-token cosines (not the states)
-        passed = torch.zeros(mask.shape, dtype=torch.bool, device=cos.device)
-        passed[mask] = cos > self.prefix_threshold
-        prefix = leading_run(passed).sum()
+        prefix = leading_run(cos > self.prefix_threshold, mask).sum()
         matches = torch.zeros((), dtype=torch.long, device=cos.device)
         if self.lm_head is not None:
             pred, target = objective.pred.float(), objective.target.float()
