@@ -306,3 +306,14 @@ def test_validation_batches_dealt_round_robin(tiny_data):
     dealt = [[b.index for b in val_loader(ds, 10, rank=r, world_size=2)] for r in range(2)]
     assert [t.tolist() for t in dealt[0]] == [t.tolist() for t in single[0::2]]
     assert [t.tolist() for t in dealt[1]] == [t.tolist() for t in single[1::2]]
+
+
+def test_validation_loader_leaves_no_prefetch_thread_behind(tiny_data):
+    import threading
+
+    def prefetchers():
+        return {t for t in threading.enumerate() if t.name.startswith("chunk-prefetch") and t.is_alive()}
+
+    before = prefetchers()
+    assert len(list(val_loader(open_dataset(tiny_data / "val"), 16))) > 0
+    assert prefetchers() <= before

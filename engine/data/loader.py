@@ -178,7 +178,8 @@ class ChunkedLoader:
 
     A loader holds at most two chunks: the one being consumed and the next. A shuffled
     (training) loader's next chunk after an epoch's last is the following epoch's first, so an
-    epoch does not start with a stall; `close()` drops it.
+    epoch does not start with a stall; `close()` drops it and stops the prefetch thread. Loaders
+    that load nothing ahead (validation) stop their thread at the end of each pass.
 
     Args:
         dataset: the split to read.
@@ -337,6 +338,9 @@ class ChunkedLoader:
                                      self.pin_memory, self.ring)
             pool.submit(_release, chunk)  # unmapping a chunk takes milliseconds: not on this thread
             del chunk
+        if self._ahead is None:  # nothing loaded ahead (validation): the thread ends with the pass
+            pool.shutdown(wait=True)
+            self._pool = None
 
     def _load_ahead(self, pool: ThreadPoolExecutor, epoch: int, current: ChunkRef, chunk: Chunk) -> None:
         """Start loading `epoch`'s first chunk; `current` is the chunk being consumed now."""
