@@ -40,7 +40,12 @@ def to_device(batches: Iterable[Batch], device: torch.device) -> Iterator[Batch]
 
     def start_copy(batch: Batch) -> Batch:
         with torch.cuda.stream(stream):
-            return batch.to(device, non_blocking=True)
+            moved = batch.to(device, non_blocking=True)
+            if batch.hold is not None:  # the loader refills these host buffers only after the copy
+                copied = torch.cuda.Event()
+                copied.record(stream)
+                batch.hold(copied)
+        return moved
 
     pending = None
     for batch in batches:

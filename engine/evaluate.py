@@ -102,7 +102,9 @@ def evaluate(model: torch.nn.Module, data: Dataset, *, thresholds: list[float], 
     device = torch.device(device)
     model = model.to(device).eval()
     acc = SpecDecodeAccumulator(thresholds, lm_head)
-    for batch in to_device(val_loader(data, batch_size, pin_memory=device.type == "cuda", reuse_buffers=3), device):
+    gpu = device.type == "cuda"
+    batches = val_loader(data, batch_size, pin_memory=gpu, reuse_buffers=3, gather_ahead=gpu)
+    for batch in to_device(batches, device):
         acc.update(model(batch.egpt, batch.vl, batch.mask, packed=True), batch.vl, batch.mask)
     return acc.compute(gamma, draft_cost)
 

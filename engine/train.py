@@ -186,7 +186,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=s.num_epochs, eta_min=1e-6)
         pin = self.device.type == "cuda"
         # Each batch is used up before the next is drawn, so batch buffers can be recycled.
-        shard = {"rank": ctx.rank, "world_size": ctx.world_size, "pin_memory": pin, "reuse_buffers": 3}
+        shard = {"rank": ctx.rank, "world_size": ctx.world_size, "pin_memory": pin, "reuse_buffers": 3,
+                 "gather_ahead": pin}
         self.train_batches = train_loader(inputs.train, s.batch_size, s.seed, **shard)
         self.val_batches = val_loader(inputs.val, s.batch_size, **shard)
         self.lm_head = inputs.lm_head.to(self.device) if inputs.lm_head is not None else None

@@ -68,12 +68,13 @@ def rss_bytes():
 
 
 @pytest.mark.slow
-def test_memory_stays_within_two_and_a_half_chunks(tmp_path):
+@pytest.mark.parametrize("ahead", [False, True])
+def test_memory_stays_within_two_and_a_half_chunks(tmp_path, ahead):
     # 10 chunks of ~8.4 MB (64 samples x 64 x 256 x fp32 x 2 streams)
     make_synth(tmp_path, samples=640, val_samples=8, hidden_dim=256, max_seq=64, min_seq=60, chunk_size=64)
     ds = open_dataset(tmp_path / "train")
     chunk_bytes = ds.chunks[0].path.stat().st_size
-    loader = train_loader(ds, batch_size=32, seed=0)
+    loader = train_loader(ds, batch_size=8, seed=0, reuse_buffers=3, gather_ahead=ahead)  # as the trainer runs it
     for _ in loader:  # warm up allocator and page cache
         pass
     loader.close()  # drops the chunk loaded ahead for epoch 1, which would inflate the base
@@ -96,6 +97,71 @@ def test_prefetch_overlaps_with_a_slow_consumer(tmp_path):
     total = time.perf_counter() - started
     # all the waiting is the first chunk's load; later chunks were ready in time
     assert loader.wait_s < 0.05 * total
+
+
+def slow_gathers(monkeypatch, seconds):
+    """Each batch's gather takes `seconds` longer; returns the list of gather start times."""
+    from engine.data import loader as loader_module
+
+    real, calls = loader_module._gather_tokens, []
+
+    def gather(*args):
+        calls.append(time.perf_counter())
+        time.sleep(seconds / 2)  # two gathers (drafter, verifier) per batch
+        return real(*args)
+
+    monkeypatch.setattr(loader_module, "_gather_tokens", gather)
+    return calls
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_time_spent_gathering_a_batch_counts_as_waiting(tiny_data, monkeypatch, ahead):
+    slow_gathers(monkeypatch, 0.03)
+    loader = train_loader(open_dataset(tiny_data / "train"), 16, seed=0, reuse_buffers=3, gather_ahead=ahead)
+    batches = sum(1 for _ in loader)  # a consumer that needs no time at all
+    assert loader.wait_s >= 0.8 * 0.03 * batches
+
+
+def test_batches_are_gathered_ahead_while_the_consumer_computes(tiny_data, monkeypatch):
+    slow_gathers(monkeypatch, 0.03)
+    loader = train_loader(open_dataset(tiny_data / "train"), 16, seed=0, reuse_buffers=3, gather_ahead=True)
+    started, batches = time.perf_counter(), 0
+    for _ in loader:
+        time.sleep(0.04)  # compute per batch above the gather time
+        batches += 1
+    total = time.perf_counter() - started
+    assert total < 0.04 * batches + 0.03 * batches / 2  # the gathers did not add up on top
+    assert loader.wait_s < 0.25 * total
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_an_abandoned_pass_stops_its_thread_and_the_next_pass_is_whole(tiny_data, ahead):
+    import gc
+    import threading
+
+    ds = open_dataset(tiny_data / "train")
+    loader = train_loader(ds, 16, seed=0, reuse_buffers=2, gather_ahead=ahead)
+    for number, _ in enumerate(loader):
+        if number == 2:
+            break
+    gc.collect()
+    assert not [t for t in threading.enumerate() if t.name == "batch-prefetch"]
+    loader.set_epoch(1)
+    assert sorted(indices(loader).tolist()) == list(range(ds.num_samples))
+    loader.close()
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_a_bad_chunk_mid_epoch_reaches_the_consumer(tmp_path, ahead):
+    make_synth(tmp_path, samples=96, val_samples=8, hidden_dim=16, max_seq=6, chunk_size=32)
+    (tmp_path / "train" / "chunks" / "chunk_000002.pt").write_bytes(b"not a torch file")
+    loader = val_loader(open_dataset(tmp_path / "train"), 8, reuse_buffers=3, gather_ahead=ahead)
+    drawn = []
+    with pytest.raises(DataError, match="chunk_000002"):
+        for batch in loader:
+            drawn.append(batch)
+    assert len(drawn) == 8  # the two good chunks' batches came first
+    loader.close()
 
 
 def test_next_epochs_first_chunk_is_loaded_ahead(tiny_data, monkeypatch):
@@ -274,10 +340,39 @@ def test_train_and_val_hidden_sizes_must_agree(tmp_path, tiny_data):
 def test_recycled_buffers_give_the_same_batches(tiny_data):
     ds = open_dataset(tiny_data / "train")
     fresh = train_loader(ds, 24, seed=5)
-    recycled = train_loader(ds, 24, seed=5, reuse_buffers=2)
+    for recycled in (train_loader(ds, 24, seed=5, reuse_buffers=2),
+                     train_loader(ds, 24, seed=5, reuse_buffers=2, gather_ahead=True)):
+        compare_batches(fresh, recycled)
+
+
+def compare_batches(fresh, recycled):
     for a, b in zip(fresh, recycled):  # each batch compared before the next is drawn
         assert torch.equal(a.index, b.index) and torch.equal(a.mask, b.mask)
         assert torch.equal(a.egpt, b.egpt) and torch.equal(a.vl, b.vl)
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_a_held_buffer_is_refilled_only_after_its_fence(tiny_data, ahead):
+    """An asynchronous copy to the GPU may still read a batch's host buffers: the ring waits on
+    the fence the copy leaves (device.to_device records a CUDA event) before refilling them."""
+    events = []
+
+    class Fence:
+        def __init__(self, batch_number):
+            self.batch_number = batch_number
+
+        def synchronize(self):
+            events.append(("waited", self.batch_number))
+
+    loader = val_loader(open_dataset(tiny_data / "train"), 8, reuse_buffers=2, gather_ahead=ahead)
+    for number, batch in enumerate(loader):
+        events.append(("drawn", number))
+        if number < 4:
+            batch.hold(Fence(number))
+    # batch n + 2 reuses batch n's slot: its fence is passed before that batch is drawn
+    for n in range(4):
+        assert events.index(("waited", n)) < events.index(("drawn", n + 2))
+    assert not any(kind == "waited" and n >= 4 for kind, n in events)
 
 
 @pytest.mark.parametrize("chunks, world, last", [(3, 2, 43), (4, 2, 43), (2, 3, 43), (1, 2, 43), (5, 4, 43),

@@ -96,8 +96,8 @@ def bench_level(key: str, train: Dataset, val: Dataset, batch_size: int, repeats
     pin = device.type == "cuda"
     ours_runs, base_runs = [], []
     # one loader of each across epochs, as the trainer runs them
-    train_batches = train_loader(train, batch_size, seed=0, reuse_buffers=3, pin_memory=pin)
-    val_batches = val_loader(val, batch_size, reuse_buffers=3, pin_memory=pin)
+    train_batches = train_loader(train, batch_size, seed=0, reuse_buffers=3, pin_memory=pin, gather_ahead=pin)
+    val_batches = val_loader(val, batch_size, reuse_buffers=3, pin_memory=pin, gather_ahead=pin)
     for repeat in range(repeats):  # interleaved, so machine noise hits both alike
         train_batches.set_epoch(repeat)
         ours_runs.append(_epoch(model, _ours_batches(train_batches, device), _ours_batches(val_batches, device),
