@@ -40,3 +40,11 @@ def test_seed_style_model_computes_the_same_function(registry):
         egpt, vl = torch.randn(2, 6, 64), torch.randn(2, 6, 64)
         mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
         torch.testing.assert_close(SeedStyleAdapter(model)(egpt, vl, mask)[mask], model(egpt, vl, mask)[mask])
+
+
+def test_seed_style_model_stays_on_its_models_device(registry):
+    from adapters.registry import build_adapter
+    from engine.bench.baseline import SeedStyleAdapter
+
+    model = build_adapter(registry.level("L4"), 64, {"num_heads": 4}, device="meta")  # as a CUDA model would
+    assert {p.device.type for p in SeedStyleAdapter(model).parameters()} == {"meta"}

@@ -27,7 +27,7 @@ def test_side_stream_copies_deliver_the_same_batches(tiny_data):
 
     ds = open_dataset(tiny_data / "val")
     cpu = [b.egpt.clone() for b in val_loader(ds, 16)]
-    gpu = [b.egpt.cpu() for b in to_device(val_loader(ds, 16, pin_memory=True, reuse_buffers=3), torch.device("cuda"))]
+    gpu = [b.egpt.cpu() for b in to_device(val_loader(ds, 16, pin_memory=True, reuse_buffers=3, gather_ahead=True), torch.device("cuda"))]
     assert all(torch.equal(a, b) for a, b in zip(cpu, gpu))
 
 
@@ -44,3 +44,63 @@ def test_bench_step_on_cuda_reports_mfu():
     result = bench_step(["L1", "L4"], hidden_dim=256, samples=64, val_samples=32, max_seq=16, batch_size=16,
                         repeats=1, device="cuda", peak_tflops=100.0)
     assert all(row["ours"] > 0 and "ours_mfu" in row for row in result["levels"])
+
+
+def _validate(model, data, precision):
+    from adapters.losses import batch_objective
+    from engine.data.loader import val_loader
+    from engine.device import autocast, to_device
+    from engine.metrics import MetricAccumulator
+
+    device, metrics = torch.device("cuda"), MetricAccumulator()
+    with torch.no_grad():
+        for batch in to_device(val_loader(data, 16, pin_memory=True, reuse_buffers=3, gather_ahead=True), device):
+            with autocast(precision, device):
+                objective = batch_objective(model, model.predicts_next, batch.egpt, batch.vl, batch.mask)
+            assert objective.loss.dtype == objective.cosine.dtype == torch.float32
+            metrics.update(objective, batch.mask)
+    return metrics.compute()
+
+
+@pytest.mark.parametrize("level", ["L1", "L4", "L5F"])
+def test_bf16_metrics_are_within_1e2_of_fp32_on_the_same_weights(tiny_data, registry, level):
+    from adapters.registry import build_adapter
+    from engine.data.formats import open_dataset
+
+    torch.manual_seed(0)
+    model = build_adapter(registry.level(level), 64, {"num_heads": 4}).cuda().eval()
+    data = open_dataset(tiny_data / "val")
+    fp32, bf16 = _validate(model, data, "fp32"), _validate(model, data, "bf16")
+    assert fp32.keys() == bf16.keys()
+    # the accepted prefix is counted in tokens: compare it as a fraction of the mean sample length,
+    # like the rates (one sample's prefix moving by a token moves the mean by 1/64 of a token)
+    mean_len = _mean_length(data)
+    for metrics in (fp32, bf16):
+        metrics["val_consecutive_90"] /= mean_len
+    for key in fp32:
+        assert bf16[key] == pytest.approx(fp32[key], abs=1e-2), key
+
+
+def _mean_length(data):
+    from engine.data.loader import val_loader
+
+    lengths = torch.cat([batch.seq_lens for batch in val_loader(data, 64)])
+    return lengths.double().mean().item()
+
+
+def test_compiled_training_on_cuda(tmp_path, tiny_data):
+    assert main(["train", "--train_data", str(tiny_data / "train"), "--val_data", str(tiny_data / "val"),
+                 "--output_dir", str(tmp_path), "--level", "L4", "--num_epochs", "2", "--num_heads", "4",
+                 "--device", "cuda", "--compile", "--no_eval"]) == 0
+    run = next(tmp_path.glob("*/*"))
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["val_loss"]) == 2 and all(v == v for v in history["val_loss"])
+
+
+def test_eval_on_cuda_writes_eval_json(tmp_path, tiny_data):
+    assert main(["train", "--train_data", str(tiny_data / "train"), "--val_data", str(tiny_data / "val"),
+                 "--output_dir", str(tmp_path), "--level", "L5", "--num_epochs", "1", "--num_heads", "4",
+                 "--device", "cuda", "--lm_head", str(tiny_data / "lm_head.pt")]) == 0
+    run = next(tmp_path.glob("*/*"))
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation["samples"] == 64 and 0 <= evaluation["token_top1"] <= 1

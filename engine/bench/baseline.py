@@ -78,7 +78,8 @@ class SeedStyleLayer(torch.nn.Module):
         hidden = layer.qkv.in_features
         self.num_heads = layer.num_heads
         self.norm1, self.norm2, self.ffn, self.resid_dropout = layer.norm1, layer.norm2, layer.ffn, layer.resid_dropout
-        self.attn = torch.nn.MultiheadAttention(hidden, layer.num_heads, dropout=layer.dropout, batch_first=True)
+        self.attn = torch.nn.MultiheadAttention(hidden, layer.num_heads, dropout=layer.dropout, batch_first=True,
+                                                device=layer.qkv.weight.device)
         self.train(layer.training)
         with torch.no_grad():  # same weights as ours, so both sides compute the same function
             self.attn.in_proj_weight.copy_(layer.qkv.weight)
