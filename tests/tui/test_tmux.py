@@ -41,8 +41,9 @@ def test_tmux_queue_l1_quit_and_training_goes_on(tmp_path):
     runs = tmp_path / "runs"
     config = tmp_path / "adapters.toml"
     shutil.copy(CONFIG, config)
-    subprocess.run([sys.executable, "-m", "engine", "synth", str(runs / "datasets" / "demo"), "--samples", "256",
-                    "--val_samples", "64"], check=True, capture_output=True, timeout=300, cwd=ROOT)
+    # the demo's full size: an epoch lasts long enough to be seen running (256 samples took 0.1 s)
+    subprocess.run([sys.executable, "-m", "engine", "synth", str(runs / "datasets" / "demo")],
+                   check=True, capture_output=True, timeout=300, cwd=ROOT)
     exe = str(Path(sys.executable).with_name("adapter-tui"))
     session = f"adapter-tui-test-{tmp_path.name}"[-40:].replace(".", "-")
     tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", "-c", str(ROOT),
