@@ -1,5 +1,6 @@
 """Sequence adapters built on one pre-norm transformer layer: L4 Attention, L5 EAGLE (and B1,
-which is L5 reading verifier states), L5F Fused EAGLE."""
+which is L5 reading verifier states), L5F Fused EAGLE. Dropout and initialisation are the
+reference's (its layers are nn.MultiheadAttention plus an FFN, written out by hand)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def attention_mask(mask: torch.Tensor, causal: bool) -> torch.Tensor:
 class TransformerLayer(nn.Module):
     """Pre-norm transformer layer: x + MHA(LN(x)); x + FFN(LN(x)), GELU FFN.
 
-    Same parameters as nn.TransformerEncoderLayer(norm_first=True), but attention goes through
+    The parameters and initialisation of nn.MultiheadAttention (q, k, v stacked in one projection,
+    Xavier-uniform, zero biases) and the reference's dropout: on the attention probabilities and
+    twice in the FFN, none on the attention output. Attention goes through
     F.scaled_dot_product_attention so fused kernels are used where the hardware has them.
     """
 
@@ -43,9 +46,12 @@ class TransformerLayer(nn.Module):
         self.out = nn.Linear(hidden_dim, hidden_dim)
         self.norm2 = nn.LayerNorm(hidden_dim)
         self.ffn = nn.Sequential(
-            nn.Linear(hidden_dim, ffn_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_dim, hidden_dim)
+            nn.Linear(hidden_dim, ffn_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_dim, hidden_dim),
+            nn.Dropout(dropout),
         )
-        self.resid_dropout = nn.Dropout(dropout)
+        nn.init.xavier_uniform_(self.qkv.weight)
+        nn.init.zeros_(self.qkv.bias)
+        nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, padding: Padding, attn_mask: torch.Tensor) -> torch.Tensor:
         """x: the valid tokens [T, H]. Everything but attention is per token, so only q, k, v
@@ -56,8 +62,8 @@ class TransformerLayer(nn.Module):
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )
-        x = x + self.resid_dropout(self.out(padding.gather(attended.transpose(1, 2).reshape(batch, seq, hidden))))
-        return x + self.resid_dropout(self.ffn(self.norm2(x)))
+        x = x + self.out(padding.gather(attended.transpose(1, 2).reshape(batch, seq, hidden)))
+        return x + self.ffn(self.norm2(x))
 
 
 def identity_linear(hidden_dim: int) -> nn.Linear:
@@ -75,7 +81,7 @@ class AttentionAdapter(Adapter):
     causal = False
 
     def __init__(self, hidden_dim: int, num_heads: int = 8, num_layers: int = 1, ffn_dim: int = 2048,
-                 dropout: float = 0.1, alpha: float = 0.5, *, vlm_only: bool = False) -> None:
+                 dropout: float = 0.1, alpha: float = 0.1, *, vlm_only: bool = False) -> None:
         super().__init__(hidden_dim, vlm_only=vlm_only)
         self.layers = nn.ModuleList(
             TransformerLayer(hidden_dim, num_heads, ffn_dim, dropout) for _ in range(num_layers)
@@ -103,11 +109,11 @@ class EAGLEAdapter(AttentionAdapter):
     predicts_next = True
 
     def __init__(self, hidden_dim: int, num_heads: int = 8, num_layers: int = 1, ffn_dim: int = 2048,
-                 dropout: float = 0.1, alpha: float = 0.5, max_seq_len: int = 512,
+                 dropout: float = 0.1, alpha: float = 0.1, max_seq_len: int = 512,
                  *, vlm_only: bool = False) -> None:
         super().__init__(hidden_dim, num_heads, num_layers, ffn_dim, dropout, alpha, vlm_only=vlm_only)
         self.input_norm: nn.Module = nn.LayerNorm(hidden_dim)
-        self.positions = nn.Parameter(torch.randn(max_seq_len, hidden_dim) * 0.02)
+        self.positions = nn.Parameter(nn.init.trunc_normal_(torch.empty(max_seq_len, hidden_dim), std=0.02))
 
     def core(self, x: torch.Tensor, padding: Padding) -> torch.Tensor:
         if padding.seq_len > self.positions.shape[0]:
@@ -123,7 +129,7 @@ class FusedEAGLEAdapter(EAGLEAdapter):
     default_consumes = "both"
 
     def __init__(self, hidden_dim: int, num_heads: int = 8, num_layers: int = 1, ffn_dim: int = 2048,
-                 dropout: float = 0.1, alpha: float = 0.5, max_seq_len: int = 512,
+                 dropout: float = 0.1, alpha: float = 0.1, max_seq_len: int = 512,
                  *, vlm_only: bool = False) -> None:
         super().__init__(hidden_dim, num_heads, num_layers, ffn_dim, dropout, alpha, max_seq_len,
                          vlm_only=vlm_only)
@@ -131,6 +137,8 @@ class FusedEAGLEAdapter(EAGLEAdapter):
         self.gate = nn.Linear(2 * hidden_dim, hidden_dim)
         self.fuse = nn.Linear(2 * hidden_dim, hidden_dim)
         self.fuse_norm = nn.LayerNorm(hidden_dim)
+        nn.init.xavier_uniform_(self.fuse.weight)
+        nn.init.zeros_(self.fuse.bias)
 
     def predict(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, padding: Padding) -> torch.Tensor:
         if egpt is None or vl is None:

@@ -1,4 +1,5 @@
-"""Per-token residual bottleneck adapters: L1 Bottleneck, L2 MultiLayer, L3 Wide."""
+"""Per-token residual bottleneck adapters: L1 Bottleneck, L2 MultiLayer, L3 Wide, built and
+initialised as the reference builds them (its `create_adapter` with its CLI's defaults)."""
 
 from __future__ import annotations
 
@@ -10,38 +11,49 @@ from adapters.padding import Padding
 
 
 class BottleneckBlock(nn.Module):
-    """x + α · up(dropout(GELU(norm(down(pre_norm(x)))))), `up` zero-initialised so the block
-    starts as the identity. L1/L2 blocks normalise the input; L3 blocks normalise inside."""
+    """One residual bottleneck, starting as the identity (zero up-projection).
 
-    def __init__(self, hidden_dim: int, bottleneck_dim: int, dropout: float, alpha: float,
-                 *, pre_norm: bool, inner_norm: bool) -> None:
+    narrow (L1, L2): x + α · up(dropout(GELU(down(LayerNorm(x)))))
+    wide (L3):       x + α · dropout(up(dropout(GELU(LayerNorm(down(x))))))
+
+    The down-projection is Kaiming-normal (fan_in), with the linear gain for narrow blocks and
+    PyTorch's default leaky-ReLU gain (√2) for wide ones, as the reference initialises each.
+    """
+
+    def __init__(self, hidden_dim: int, bottleneck_dim: int, dropout: float, alpha: float, *, wide: bool) -> None:
         super().__init__()
-        self.pre_norm = nn.LayerNorm(hidden_dim) if pre_norm else nn.Identity()
+        self.pre_norm = nn.Identity() if wide else nn.LayerNorm(hidden_dim)
         self.down = nn.Linear(hidden_dim, bottleneck_dim, bias=False)
-        self.inner_norm = nn.LayerNorm(bottleneck_dim) if inner_norm else nn.Identity()
+        self.inner_norm = nn.LayerNorm(bottleneck_dim) if wide else nn.Identity()
         self.act = nn.GELU()
         self.dropout = nn.Dropout(dropout)
         self.up = nn.Linear(bottleneck_dim, hidden_dim, bias=False)
-        nn.init.zeros_(self.up.weight)
+        self.out_dropout = nn.Dropout(dropout) if wide else nn.Identity()
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
+        nn.init.kaiming_normal_(self.down.weight, mode="fan_in", nonlinearity="leaky_relu" if wide else "linear")
+        nn.init.zeros_(self.up.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.inner_norm(self.down(self.pre_norm(x)))
-        return x + self.alpha * self.up(self.dropout(self.act(h)))
+        return x + self.alpha * self.out_dropout(self.up(self.dropout(self.act(h))))
 
 
 class BottleneckAdapter(Adapter):
-    """L1: one pre-norm bottleneck block and a final LayerNorm (2,113,537 params at H=4096)."""
+    """L1: `num_layers` narrow blocks (1) and a final LayerNorm (2,113,537 params at H=4096). As in
+    the reference, L1 stacks `num_layers` blocks and L2/L3 `num_blocks`."""
 
     per_token = True
 
-    def __init__(self, hidden_dim: int, bottleneck_dim: int = 256, num_blocks: int = 1,
+    def __init__(self, hidden_dim: int, bottleneck_dim: int = 256, num_layers: int = 1,
                  dropout: float = 0.1, alpha: float = 0.1, *, vlm_only: bool = False) -> None:
         super().__init__(hidden_dim, vlm_only=vlm_only)
-        self.input_norm: nn.Module = nn.Identity()
+        self._build(hidden_dim, bottleneck_dim, num_layers, dropout, alpha, wide=False)
+
+    def _build(self, hidden_dim: int, bottleneck_dim: int, blocks: int, dropout: float, alpha: float,
+               *, wide: bool) -> None:
+        self.input_norm: nn.Module = nn.LayerNorm(hidden_dim) if wide else nn.Identity()
         self.blocks = nn.ModuleList(
-            BottleneckBlock(hidden_dim, bottleneck_dim, dropout, alpha, pre_norm=True, inner_norm=False)
-            for _ in range(num_blocks)
+            BottleneckBlock(hidden_dim, bottleneck_dim, dropout, alpha, wide=wide) for _ in range(blocks)
         )
         self.final_norm = nn.LayerNorm(hidden_dim)
 
@@ -58,19 +70,15 @@ class MultiLayerBottleneckAdapter(BottleneckAdapter):
 
     def __init__(self, hidden_dim: int, bottleneck_dim: int = 256, num_blocks: int = 3,
                  dropout: float = 0.1, alpha: float = 0.1, *, vlm_only: bool = False) -> None:
-        super().__init__(hidden_dim, bottleneck_dim, num_blocks, dropout, alpha, vlm_only=vlm_only)
+        Adapter.__init__(self, hidden_dim, vlm_only=vlm_only)
+        self._build(hidden_dim, bottleneck_dim, num_blocks, dropout, alpha, wide=False)
 
 
 class WideBottleneckAdapter(BottleneckAdapter):
-    """L3: input LayerNorm, blocks H→1024→H with a LayerNorm inside, final LayerNorm
-    (16,797,698 params at H=4096)."""
+    """L3: input LayerNorm, three wide blocks H→1024→H with a LayerNorm inside, final LayerNorm
+    (25,188,355 params at H=4096)."""
 
-    def __init__(self, hidden_dim: int, bottleneck_dim: int = 1024, num_blocks: int = 2,
+    def __init__(self, hidden_dim: int, bottleneck_dim: int = 1024, num_blocks: int = 3,
                  dropout: float = 0.1, alpha: float = 0.1, *, vlm_only: bool = False) -> None:
         Adapter.__init__(self, hidden_dim, vlm_only=vlm_only)
-        self.input_norm = nn.LayerNorm(hidden_dim)
-        self.blocks = nn.ModuleList(
-            BottleneckBlock(hidden_dim, bottleneck_dim, dropout, alpha, pre_norm=False, inner_norm=True)
-            for _ in range(num_blocks)
-        )
-        self.final_norm = nn.LayerNorm(hidden_dim)
+        self._build(hidden_dim, bottleneck_dim, num_blocks, dropout, alpha, wide=True)

@@ -213,11 +213,16 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
                     eval=_parse_eval(doc.get("eval", {})))
 
 
+def accepted_arch_keys(class_name: str) -> set[str]:
+    """The architecture keys the class's constructor takes (L1: num_layers, L2/L3: num_blocks ...)."""
+    params = inspect.signature(adapter_class(class_name).__init__).parameters
+    return {name for name in params if name in ARCH_KEYS}
+
+
 def build_kwargs(spec: LevelSpec, overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Constructor arguments for `spec`'s class: its arch defaults plus the overrides the class
     accepts. Returns (kwargs, names of overrides the class does not take)."""
-    params = inspect.signature(adapter_class(spec.class_name).__init__).parameters
-    accepted = {name for name in params if name in ARCH_KEYS}
+    accepted = accepted_arch_keys(spec.class_name)
     for key in spec.arch:
         if key not in accepted:
             raise ConfigError(f"[levels.{spec.key}] {key} is not a setting of {spec.class_name} "

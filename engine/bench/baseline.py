@@ -77,7 +77,7 @@ class SeedStyleLayer(torch.nn.Module):
         super().__init__()
         hidden = layer.qkv.in_features
         self.num_heads = layer.num_heads
-        self.norm1, self.norm2, self.ffn, self.resid_dropout = layer.norm1, layer.norm2, layer.ffn, layer.resid_dropout
+        self.norm1, self.norm2, self.ffn = layer.norm1, layer.norm2, layer.ffn
         self.attn = torch.nn.MultiheadAttention(hidden, layer.num_heads, dropout=layer.dropout, batch_first=True,
                                                 device=layer.qkv.weight.device)
         self.train(layer.training)
@@ -94,8 +94,8 @@ class SeedStyleLayer(torch.nn.Module):
         blocked = ~attn_mask.expand(batch, self.num_heads, seq, seq).reshape(batch * self.num_heads, seq, seq)
         h = self.norm1(x)
         attended, _ = self.attn(h, h, h, attn_mask=blocked, need_weights=False)
-        x = x + self.resid_dropout(attended)
-        return padding.gather(x + self.resid_dropout(self.ffn(self.norm2(x))))
+        x = x + attended
+        return padding.gather(x + self.ffn(self.norm2(x)))
 
 
 class SeedStyleAdapter(torch.nn.Module):
