@@ -13,7 +13,7 @@ from adapters.padding import Padding
 from adapters.registry import build_adapter, count_parameters, load_registry
 
 SPEC_COUNTS = {
-    "L1": 2_113_537, "L2": 6_324_227, "L3": 16_797_698, "L4": 100_714_497,
+    "L1": 2_113_537, "L2": 6_324_227, "L3": 25_188_355, "L4": 100_714_497,
     "L5": 102_819_841, "B1": 102_819_841, "L5F": 169_936_897,
 }
 H = 64
@@ -240,3 +240,143 @@ def test_padding_round_trip():
     assert padding.gather(padded).flatten().tolist() == [0.0, 1.0, 6.0, 8.0]
     assert padding.positions.tolist() == [0, 1, 0, 2]
     assert padding.scatter(padding.gather(padded)).flatten().tolist() == [0.0, 1.0, 0, 0, 0, 0, 6.0, 0, 8.0]
+
+
+# -- initialisation and dropout as the reference's -------------------------------------------
+
+def reference_sized(registry, key, hidden=256):
+    torch.manual_seed(0)
+    return build_adapter(registry.level(key), hidden)
+
+
+def dropouts(model):
+    return sum(isinstance(m, torch.nn.Dropout) for m in model.modules())
+
+
+@pytest.mark.parametrize("key, count", [("L1", 1), ("L2", 3), ("L3", 6), ("L4", 2), ("L5", 2), ("B1", 2), ("L5F", 2)])
+def test_dropout_modules_sit_where_the_reference_has_them(registry, key, count):
+    model = reference_sized(registry, key)
+    assert dropouts(model) == count
+    if key in ("L4", "L5", "B1", "L5F"):  # plus dropout on the attention probabilities, and none after attention
+        layer = model.layers[0]
+        assert layer.dropout == 0.1 and not hasattr(layer, "resid_dropout")
+        assert [type(m).__name__ for m in layer.ffn] == ["Linear", "GELU", "Dropout", "Linear", "Dropout"]
+    if key == "L3":  # dropout after the up-projection too
+        block = model.blocks[0]
+        assert isinstance(block.out_dropout, torch.nn.Dropout) and isinstance(block.dropout, torch.nn.Dropout)
+
+
+@pytest.mark.parametrize("key", ["L1", "L2", "L3"])
+def test_bottleneck_initialisation(registry, key):
+    hidden = 256
+    model = reference_sized(registry, key, hidden)
+    gain = 2 ** 0.5 if key == "L3" else 1.0  # L3: PyTorch's default leaky-ReLU gain, L1/L2: linear
+    for block in model.blocks:
+        assert block.alpha.item() == pytest.approx(0.1)
+        assert block.up.weight.abs().sum() == 0
+        assert block.down.weight.std().item() == pytest.approx(gain / hidden ** 0.5, rel=0.03)
+        assert block.down.bias is None and block.up.bias is None
+    assert len(model.blocks) == (1 if key == "L1" else 3)
+
+
+@pytest.mark.parametrize("key", ["L4", "L5", "B1", "L5F"])
+def test_attention_level_initialisation(registry, key):
+    hidden = 256
+    model = reference_sized(registry, key, hidden)
+    assert model.alpha.item() == pytest.approx(0.1)
+    torch.testing.assert_close(model.proj.weight.detach(), torch.eye(hidden))
+    assert model.proj.bias.abs().sum() == 0
+    layer = model.layers[0]  # as nn.MultiheadAttention initialises its projections
+    xavier_std = (6 / (hidden + 3 * hidden)) ** 0.5 / 3 ** 0.5
+    assert layer.qkv.weight.std().item() == pytest.approx(xavier_std, rel=0.03)
+    assert layer.qkv.bias.abs().sum() == 0 and layer.out.bias.abs().sum() == 0
+    if key != "L4":
+        positions = model.positions.detach()
+        assert positions.std().item() == pytest.approx(0.02, rel=0.03) and positions.abs().max() <= 2.0
+    if key == "L5F":
+        fuse_std = (6 / (2 * hidden + hidden)) ** 0.5 / 3 ** 0.5
+        assert model.fuse.weight.std().item() == pytest.approx(fuse_std, rel=0.03)
+        assert model.fuse.bias.abs().sum() == 0
+
+
+def test_l1_stacks_num_layers_blocks_and_l2_l3_num_blocks(registry):
+    from adapters.registry import build_kwargs
+
+    assert len(build_adapter(registry.level("L1"), 64, {"num_layers": 2}).blocks) == 2
+    assert len(build_adapter(registry.level("L3"), 64, {"num_blocks": 2}).blocks) == 2
+    # as in the reference, L1 takes no num_blocks and L2/L3 no num_layers: they are reported, not used
+    assert build_kwargs(registry.level("L1"), {"num_blocks": 5})[1] == ["num_blocks"]
+    assert build_kwargs(registry.level("L2"), {"num_layers": 5})[1] == ["num_layers"]
+
+
+def test_a_version_1_l1_checkpoint_still_loads(tmp_path, registry):
+    model = small(registry, "L1").eval()
+    save_adapter(model, tmp_path / "v2.pt")
+    payload = torch.load(tmp_path / "v2.pt", weights_only=True)
+    payload["version"] = 1
+    payload["init_kwargs"]["num_blocks"] = payload["init_kwargs"].pop("num_layers")
+    torch.save(payload, tmp_path / "v1.pt")
+    loaded, _ = load_adapter(tmp_path / "v1.pt")
+    egpt, vl, mask = batch()
+    torch.testing.assert_close(loaded(egpt, vl, mask), model(egpt, vl, mask))
+
+
+# -- the reference's checkpoints ---------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["L1", "L2", "L3", "L4", "L5", "B1", "L5F"])
+def test_a_reference_checkpoint_loads_and_computes_what_the_reference_does(tmp_path, key):
+    import json
+
+    import reference_models
+
+    reference_models.install_module()
+    ref, payload = reference_models.build(key, H)
+    run = tmp_path / f"{key}_20260206_183919"
+    run.mkdir()
+    torch.save(payload, run / "best_model.pt")
+    if key == "B1":  # only the run's config says the EAGLE level read the verifier's states
+        (run / "config.json").write_text(json.dumps({"task": "train_B1_VLMOnly_EAGLE", "vlm_only": True}))
+    model, loaded = load_adapter(run / "best_model.pt")
+    assert loaded["format"] == "reference" and loaded["level"] == key and loaded["epoch"] == 7
+    assert loaded["metrics"]["accept_90"] == 0.25
+    egpt, vl, _ = batch()
+    mask = torch.ones(egpt.shape[:2], dtype=torch.bool)  # the reference's own evaluation passes no mask
+    with torch.no_grad():
+        expected = {"L5F": lambda: ref(egpt, vl), "B1": lambda: ref(vl)}.get(key, lambda: ref(egpt))()
+        torch.testing.assert_close(model(egpt, vl, mask), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_reference_checkpoint_with_a_padding_mask_matches_the_reference(tmp_path):
+    import reference_models
+
+    ref, payload = reference_models.build("L4", H)
+    torch.save(payload, tmp_path / "best_model.pt")
+    model, _ = load_adapter(tmp_path / "best_model.pt")
+    egpt, vl, mask = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(model(egpt, vl, mask)[mask], ref(egpt, mask)[mask], rtol=1e-4, atol=1e-5)
+
+
+def test_a_reference_checkpoint_with_foreign_parameters_is_refused(tmp_path):
+    import reference_models
+
+    _, payload = reference_models.build("L4", H)
+    payload["model_state_dict"]["token_embed.weight"] = torch.zeros(3, H)
+    torch.save(payload, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="'token_embed.weight' is not one of a AttentionAdapter's"):
+        load_adapter(tmp_path / "x.pt")
+
+
+def test_a_malformed_checkpoint_is_one_clear_error(tmp_path, registry):
+    model = small(registry, "L4")
+    save_adapter(model, tmp_path / "ok.pt")
+    payload = torch.load(tmp_path / "ok.pt", weights_only=True)
+    for name, change in [("missing", lambda p: p.pop("init_kwargs")),
+                         ("kwargs", lambda p: p["init_kwargs"].update(colour=3)),
+                         ("empty", lambda p: p.update(state_dict={}))]:
+        broken = dict(payload, init_kwargs=dict(payload["init_kwargs"]))
+        change(broken)
+        torch.save(broken, tmp_path / f"{name}.pt")
+        with pytest.raises(CheckpointError) as info:
+            load_adapter(tmp_path / f"{name}.pt")
+        assert "\n" not in str(info.value)
