@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from adapters.checkpoint import load_adapter, safe_load
+from adapters.checkpoint import load_adapter
 from adapters.errors import UserInputError
 from engine.data.formats import DataError, open_dataset, split_train_val
-from engine.evaluate import evaluate
+from engine.evaluate import evaluate, load_lm_head
 from engine.fileio import ReadError, read_json
 from engine.rundir import BEST, CONFIG, FINAL, LAST
 from engine.settings import TrainSettings
@@ -35,15 +35,9 @@ def run_settings(target: Path) -> TrainSettings | None:
         return None
 
 
-def load_head(path: str, hidden: int) -> torch.Tensor:
-    head = safe_load(path)
-    if not isinstance(head, torch.Tensor) or head.dim() != 2 or head.shape[1] != hidden:
-        raise UserInputError(f"--lm_head {path} must hold one float tensor [V, {hidden}]")
-    return head.float()
-
-
 def evaluate_target(target: Path, *, data: str | None, lm_head: str | None, thresholds: list[float],
-                    gamma: int, draft_cost: float, device: str = "auto") -> dict[str, Any]:
+                    gamma: int, draft_cost: float, device: str = "auto",
+                    timing: dict[str, float] | None = None) -> dict[str, Any]:
     checkpoint = checkpoint_of(target)
     model, payload = load_adapter(checkpoint)
     settings = run_settings(target)
@@ -59,10 +53,10 @@ def evaluate_target(target: Path, *, data: str | None, lm_head: str | None, thre
     if dataset.hidden_dim != hidden:
         raise DataError(f"{dataset.path} has hidden size {dataset.hidden_dim} but the checkpoint expects {hidden}")
     head_path = lm_head or (settings.lm_head if settings else None)
-    head = load_head(head_path, hidden) if head_path else None
+    head = load_lm_head(head_path, hidden) if head_path else None
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     result = evaluate(model, dataset, thresholds=thresholds, gamma=gamma, draft_cost=draft_cost,
-                      lm_head=head, device=device)
+                      lm_head=head, device=device, timing=timing)
     return {"checkpoint": str(checkpoint), "level": payload.get("level"), "epoch": payload.get("epoch"),
             "data": str(dataset.path), **result}

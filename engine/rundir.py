@@ -18,6 +18,8 @@ from engine.fileio import write_json
 
 CONFIG, HISTORY, STATUS, LOG = "config.json", "history.json", "status.json", "train.log"
 BEST, LAST, FINAL, CURVES, EVAL = "best_model.pt", "last.pt", "final_model.pt", "training_curves.png", "eval.json"
+# What the reference's evaluation (measure_feature_acceptance.py) writes, read where it lies in a run directory.
+REFERENCE_METRICS, REFERENCE_POSITIONS = "acceptance_metrics.json", "position_stats.json"
 
 STATES = ("queued", "running", "done", "failed", "cancelled", "diverged", "interrupted")
 FINISHED = ("done", "failed", "cancelled", "diverged", "interrupted")
@@ -37,21 +39,26 @@ def now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def new_run_dir(output_dir: Path, level: str, when: datetime | None = None) -> Path:
-    """Create runs/<LEVEL>/<LEVEL>_<YYYYmmdd_HHMMSS>[_n] (suffix _2, _3 ... if taken)."""
-    if not is_safe_name(level):
-        raise UserInputError(f"level key {level!r} is not a safe name (letters, digits, '_' and '-')")
-    stamp = (when or datetime.now()).strftime("%Y%m%d_%H%M%S")
-    parent = Path(output_dir) / level
+def run_stamp(when: datetime | None = None) -> str:
+    """The time part of a run's name, and config.json's `timestamp`: YYYYmmdd_HHMMSS."""
+    return (when or datetime.now()).strftime("%Y%m%d_%H%M%S")
+
+
+def new_run_dir(output_dir: Path, prefix: str, stamp: str, *, nested: bool = True) -> Path:
+    """Create OUTPUT/<PREFIX>/<PREFIX>_<stamp>[_n] (our layout; the prefix is the level key), or
+    with `nested=False` OUTPUT/<PREFIX>_<stamp>[_n] (the reference's). Suffix _2, _3 ... if taken."""
+    if not is_safe_name(prefix):
+        raise UserInputError(f"level key {prefix!r} is not a safe name (letters, digits, '_' and '-')")
+    parent = Path(output_dir) / prefix if nested else Path(output_dir)
     parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
-        path = parent / (f"{level}_{stamp}" if n == 1 else f"{level}_{stamp}_{n}")
+        path = parent / (f"{prefix}_{stamp}" if n == 1 else f"{prefix}_{stamp}_{n}")
         try:
             path.mkdir()
             return path
         except FileExistsError:
             continue
-    raise UserInputError(f"too many runs named {level}_{stamp} under {parent}")
+    raise UserInputError(f"too many runs named {prefix}_{stamp} under {parent}")
 
 
 def pid_alive(pid: Any) -> bool:

@@ -1,5 +1,12 @@
 """Resolve `adapter-engine train` flags into one validated TrainSettings, before anything is
-written: a run that cannot start fails here with a UserInputError (exit 2)."""
+written: a run that cannot start fails here with a UserInputError (exit 2).
+
+A run is described in one of two ways:
+- `--level KEY`: any level of adapters.toml, whose defaults fill every flag left out;
+- the seed's own flags (`--adapter_level N`, 1 when no level is named): the level as the
+  reference builds it, and the reference CLI's defaults for every flag left out. With
+  `--output_dir D` such a run is D/<prefix>_<YYYYmmdd_HHMMSS>, as the reference writes it.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adapters import seed
 from adapters.errors import UserInputError
-from adapters.registry import ARCH_KEYS, LevelSpec, Registry, load_registry
+from adapters.registry import ARCH_KEYS, LevelSpec, Registry, accepted_arch_keys, load_registry
 
-# The seed's --adapter_level numbers; 5 with --vlm_only is B1.
-SEED_LEVELS = {1: "L1", 2: "L2", 3: "L3", 4: "L4", 5: "L5", 6: "L5F"}
-SEED_VLM_ONLY_LEVELS = {5: "B1"}  # --adapter_level 5 --vlm_only
-
-
-def seed_level_number(key: str) -> int | None:
-    """The seed's --adapter_level number of a level key (B1 is 5, with vlm_only), else None."""
-    for table in (SEED_LEVELS, SEED_VLM_ONLY_LEVELS):
-        for number, level in table.items():
-            if level == key:
-                return number
-    return None
 ARCH_FLAGS = ("bottleneck_dim", "num_blocks", "num_heads", "num_layers", "ffn_dim")
 TRAIN_FLAGS = ("num_epochs", "batch_size", "learning_rate", "early_stopping")
+LAYOUTS = ("levels", "seed")  # RUNS/<LEVEL>/<LEVEL>_<stamp>, or OUTPUT_DIR/<prefix>_<stamp>
+DEFAULT_RUNS = "runs"
 
 
 @dataclass
@@ -48,6 +46,9 @@ class TrainSettings:
     no_eval: bool = False
     precision: str = "auto"
     compile: bool = False
+    seed_level: int | None = None   # --adapter_level: the level as the reference builds it
+    layout: str = "levels"
+    init_from: str | None = None    # a checkpoint (or run directory) whose weights start the run
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,21 +59,29 @@ class TrainSettings:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def level_key_from_args(level: str | None, adapter_level: int | None, vlm_only: bool) -> str:
-    if level and adapter_level is not None:
-        raise UserInputError("give either --level or --adapter_level, not both")
-    if level:
-        return level
-    number = 1 if adapter_level is None else adapter_level
-    if number not in SEED_LEVELS:
-        raise UserInputError(f"--adapter_level must be 1..6 (6 = L5F), got {number}")
-    if vlm_only and number in SEED_VLM_ONLY_LEVELS:
-        return SEED_VLM_ONLY_LEVELS[number]
-    return SEED_LEVELS[number]
+def seed_spec(number: int, vlm_only: bool) -> LevelSpec:
+    """Level `number` as the reference's CLI builds it: its class and argparse defaults, whatever
+    adapters.toml says."""
+    try:
+        level = seed.by_number(number)
+    except KeyError as exc:
+        raise UserInputError(exc.args[0]) from None
+    if vlm_only and level.class_name == "FusedEAGLEAdapter":
+        raise UserInputError("--vlm_only cannot be used with --adapter_level 6 (L5F reads both streams); "
+                             "use --adapter_level 5 --vlm_only for B1")
+    accepted = accepted_arch_keys(level.class_name)
+    return LevelSpec(
+        key=seed.level_key(number, vlm_only), class_name=level.class_name, name=level.name,
+        description=f"--adapter_level {number}{' --vlm_only' if vlm_only else ''}, as the reference builds it",
+        arch={k: v for k, v in seed.arch_defaults(number).items() if k in accepted},
+        train=dict(seed.TRAIN_DEFAULTS), vlm_only=vlm_only,
+    )
 
 
 def effective_spec(registry: Registry, settings: TrainSettings) -> LevelSpec:
-    """The level's spec with --vlm_only applied."""
+    """The level's spec: the seed's for a seed command, else adapters.toml's with --vlm_only applied."""
+    if settings.seed_level is not None:
+        return seed_spec(settings.seed_level, settings.vlm_only)
     spec = registry.level(settings.level)
     if settings.vlm_only and not spec.vlm_only:
         if spec.fused:
@@ -81,11 +90,32 @@ def effective_spec(registry: Registry, settings: TrainSettings) -> LevelSpec:
     return spec
 
 
+def ignored_arch_flags(spec: LevelSpec, overrides: dict[str, Any]) -> list[str]:
+    """The architecture flags given that the level does not take."""
+    accepted = accepted_arch_keys(spec.class_name)
+    return [name for name in overrides if name not in accepted]
+
+
+def ignored_warning(spec: LevelSpec, names: list[str]) -> str:
+    flags = ", ".join(f"--{name}" for name in names)
+    hint = ""
+    if spec.class_name == "BottleneckAdapter" and "num_blocks" in names:
+        hint = " (L1 stacks --num_layers blocks, as in the reference)"
+    elif "num_layers" in names and spec.class_name in ("MultiLayerBottleneckAdapter", "WideBottleneckAdapter"):
+        hint = " (L2 and L3 stack --num_blocks blocks, as in the reference)"
+    return f"{flags} does not apply to {spec.key} ({spec.class_name}) and is ignored{hint}"
+
+
 def resolve(args: Any) -> tuple[TrainSettings, Registry]:
-    """Turn parsed train flags into settings, applying the level's training defaults."""
+    """Turn parsed train flags into settings, applying the level's (or the seed's) defaults."""
     registry = load_registry(args.config)
-    key = level_key_from_args(args.level, args.adapter_level, args.vlm_only)
-    spec = registry.level(key)
+    if args.level and args.adapter_level is not None:
+        raise UserInputError("give either --level or --adapter_level, not both")
+    seed_level = None if args.level else (1 if args.adapter_level is None else args.adapter_level)
+    if seed_level is not None:
+        spec = seed_spec(seed_level, args.vlm_only)
+    else:
+        spec = registry.level(args.level)
     train_data, val_data = args.train_data, args.val_data
     if args.dataset:
         if train_data:
@@ -109,12 +139,26 @@ def resolve(args: Any) -> tuple[TrainSettings, Registry]:
             raise UserInputError(f"--{name} must be >= 1, got {value}")
     if args.device not in ("auto", "cpu", "cuda") and not (args.device.startswith("cuda:") and args.device[5:].isdigit()):
         raise UserInputError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
+    output_dir, layout = _output(args, seed_level is not None)
     settings = TrainSettings(
-        level=key, train_data=str(Path(train_data)), val_data=str(Path(val_data)) if val_data else None,
-        val_split=args.val_split, output_dir=args.output_dir, seed=args.seed, device=args.device,
+        level=spec.key, train_data=str(Path(train_data)), val_data=str(Path(val_data)) if val_data else None,
+        val_split=args.val_split, output_dir=output_dir, seed=args.seed, device=args.device,
         vlm_only=args.vlm_only or spec.vlm_only, arch_overrides=overrides, lm_head=args.lm_head,
         hidden_dim=args.hidden_dim, config_path=str(registry.path), dataset=args.dataset,
-        no_eval=getattr(args, "no_eval", False), precision=args.precision, compile=args.compile, **values,
+        no_eval=getattr(args, "no_eval", False), precision=args.precision, compile=args.compile,
+        seed_level=seed_level, layout=layout, init_from=getattr(args, "init_from", None), **values,
     )
     effective_spec(registry, settings)
     return settings, registry
+
+
+def _output(args: Any, seed_mode: bool) -> tuple[str, str]:
+    """(directory, layout). `--runs` is a runs directory (RUNS/<LEVEL>/...); `--output_dir` is the
+    seed's flag: in a seed command the run goes straight into it, as the reference writes it;
+    with --level it names the runs directory, as --runs does."""
+    runs, output_dir = getattr(args, "runs", None), args.output_dir
+    if runs and output_dir:
+        raise UserInputError("give either --runs or --output_dir, not both")
+    if output_dir:
+        return output_dir, "seed" if seed_mode else "levels"
+    return runs or DEFAULT_RUNS, "levels"

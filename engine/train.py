@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from adapters.checkpoint import adapter_payload, atomic_torch_save, safe_load
+from adapters import seed
+from adapters.checkpoint import adapter_payload, atomic_torch_save, load_adapter, safe_load
 from adapters.errors import UserInputError
 from adapters.losses import batch_objective
 from adapters.registry import build_adapter, build_kwargs, count_parameters, load_registry
@@ -31,8 +32,8 @@ from engine.distributed import DistContext, all_reduce, any_rank, broadcast
 from engine.fileio import read_json, write_json
 from engine.metrics import MetricAccumulator
 from engine.rundir import (BEST, CONFIG, CURVES, EVAL, FINAL, HISTORY, LAST, LOG, RUN_DIR_FILE_ENV, StatusWriter,
-                           new_run_dir, now_iso)
-from engine.settings import TrainSettings, effective_spec, seed_level_number
+                           new_run_dir, now_iso, run_stamp)
+from engine.settings import TrainSettings, effective_spec, ignored_arch_flags, ignored_warning
 
 EXIT_DONE, EXIT_FAILED, EXIT_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 log = logging.getLogger("adapter-engine.train")
@@ -58,6 +59,8 @@ class Inputs:
     device: torch.device
     lm_head: torch.Tensor | None
     params: int
+    warnings: list[str]
+    initial_state: dict[str, torch.Tensor] | None = None  # --init_from's weights
 
 
 def pick_device(name: str) -> torch.device:
@@ -84,63 +87,85 @@ def prepare(settings: TrainSettings) -> Inputs:
     if settings.hidden_dim is not None and settings.hidden_dim != hidden:
         raise UserInputError(f"--hidden_dim {settings.hidden_dim} conflicts with the data's hidden size {hidden}; "
                              "drop the flag (the hidden size comes from the data)")
-    lm_head = None
-    if settings.lm_head:
-        try:
-            lm_head = safe_load(settings.lm_head)
-        except UserInputError as exc:
-            raise UserInputError(f"--lm_head: {exc}") from None
-        if not isinstance(lm_head, torch.Tensor) or lm_head.dim() != 2 or lm_head.shape[1] != hidden:
-            raise UserInputError(f"--lm_head {settings.lm_head} must hold one float tensor [V, {hidden}]")
-        lm_head = lm_head.float()
+    from engine.evaluate import load_lm_head
+
+    lm_head = load_lm_head(settings.lm_head, hidden) if settings.lm_head else None
     params = count_parameters(spec, hidden, settings.arch_overrides)  # also checks heads | hidden
-    return Inputs(settings, spec, train, val, note, pick_device(settings.device), lm_head, params)
+    ignored = ignored_arch_flags(spec, settings.arch_overrides)
+    warnings = [ignored_warning(spec, ignored)] if ignored else []
+    initial = initial_weights(settings.init_from, spec, hidden, settings.arch_overrides) if settings.init_from else None
+    return Inputs(settings, spec, train, val, note, pick_device(settings.device), lm_head, params, warnings, initial)
+
+
+def initial_weights(target: str, spec, hidden: int, overrides: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights --init_from names (a checkpoint of ours or the reference's, or a run
+    directory's best_model.pt), checked against the model this run builds."""
+    from engine.run_eval import checkpoint_of
+
+    try:
+        checkpoint = checkpoint_of(Path(target))
+        _, payload = load_adapter(checkpoint)
+    except UserInputError as exc:
+        raise UserInputError(f"--init_from: {exc}") from None
+    model = build_adapter(spec, hidden, overrides, device="meta")
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in payload["state_dict"].items()}
+    if payload["class"] != spec.class_name or ours != theirs:
+        differs = next((k for k in ours if theirs.get(k) != ours[k]), None) or next(iter(set(theirs) - set(ours)), "")
+        raise UserInputError(f"--init_from {checkpoint}: its {payload['level']} ({payload['class']}) does not fit "
+                             f"this run's {spec.key} ({spec.class_name}, hidden {hidden})"
+                             + (f": {differs} differs" if differs else "") + "; pick a run of the same level and sizes")
+    return payload["state_dict"]
 
 
 def setup_logging(run_dir: Path) -> logging.Handler:
+    """train.log gets everything; the console gets information on stdout, warnings and errors on stderr."""
     handler = logging.FileHandler(run_dir / LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter("%(message)s"))
-    log.handlers[:] = [handler, console]
+    console.addFilter(lambda record: record.levelno < logging.WARNING)
+    problems = logging.StreamHandler(sys.stderr)
+    problems.setLevel(logging.WARNING)
+    problems.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    log.handlers[:] = [handler, console, problems]
     log.setLevel(logging.INFO)
     log.propagate = False
     return handler
 
 
-def seed_config(inputs: Inputs, run_dir: Path, argv: list[str]) -> dict[str, Any]:
-    """config.json: the seed's keys, plus what reproduces the run."""
+def seed_config(inputs: Inputs, stamp: str, argv: list[str]) -> dict[str, Any]:
+    """config.json: the reference's keys with the values it writes, plus what reproduces the run."""
     s, spec = inputs.settings, inputs.spec
     kwargs, _ = build_kwargs(spec, s.arch_overrides)
     predicts_next = adapter_class(spec.class_name).predicts_next
-    loss = "0.5*(MSE + 0.5*(1-cos)) + 0.5*MSE(next)" if predicts_next else "MSE + 0.5*(1-cos)"
-    seed_level = seed_level_number(s.level)
+    loss = "0.5 * (MSE + 0.5 * CosLoss) + 0.5 * NextMSE" if predicts_next else "MSE + 0.5 * CosLoss"
+    level = seed.by_class(spec.class_name)
+    # An architecture key the class does not use is recorded as the reference records it: the
+    # flag's value, else its CLI default.
+    unused = {**seed.arch_defaults(level.number), **s.arch_overrides} if level else dict(s.arch_overrides)
+    arch = {name: kwargs.get(name, unused.get(name))
+            for name in ("bottleneck_dim", "num_blocks", "num_heads", "num_layers", "ffn_dim")}
     return {
-        "task": "vl_to_vl" if s.vlm_only else ("egpt_vl_to_vl" if spec.fused else "egpt_to_vl"),
+        "task": seed.task_name(spec.class_name, s.vlm_only) or f"train_{s.level}",
         "vlm_only": s.vlm_only,
-        "adapter": {
-            "level": seed_level if seed_level is not None else s.level,
-            "name": spec.class_name,
-            "hidden_dim": inputs.train.hidden_dim,
-            "bottleneck_dim": kwargs.get("bottleneck_dim"),
-            "num_blocks": kwargs.get("num_blocks"),
-            "num_heads": kwargs.get("num_heads"),
-            "num_layers": kwargs.get("num_layers"),
-            "ffn_dim": kwargs.get("ffn_dim"),
-            "params": inputs.params,
-        },
-        "data": {"train_path": s.train_data, "val_path": s.val_data or f"{s.train_data} (held out)",
+        "adapter": {"level": level.number if level else s.level, "name": level.name if level else spec.class_name,
+                    "hidden_dim": inputs.train.hidden_dim, **arch, "params": inputs.params},
+        "data": {"train_path": s.train_data, "val_path": s.val_data or "split from train",
                  "train_samples": inputs.train.num_samples, "val_samples": inputs.val.num_samples,
                  "split": inputs.split_note},
         "training": {"epochs": s.num_epochs, "batch_size": s.batch_size, "learning_rate": s.learning_rate,
-                     "early_stopping": s.early_stopping, "optimizer": "AdamW(weight_decay=0.01)",
-                     "scheduler": f"CosineAnnealingLR(T_max={s.num_epochs}, eta_min=1e-6)",
-                     "grad_clip": 1.0, "loss": loss},
-        "timestamp": run_dir.name.split("_", 1)[1] if "_" in run_dir.name else now_iso(),
+                     "early_stopping": s.early_stopping, "optimizer": "AdamW", "scheduler": "CosineAnnealingLR",
+                     "loss": loss, "weight_decay": 0.01, "eta_min": 1e-6, "grad_clip": 1.0},
+        "timestamp": stamp,
         "best_val_loss": None,
         "level_key": s.level,
+        "level_class": spec.class_name,
         "level_description": spec.description,
         "arch": kwargs,
+        "seed_command": s.seed_level is not None,
+        "init_from": s.init_from,
+        "warnings": inputs.warnings,
         "seed": s.seed,
         "device": str(inputs.device),
         "precision": resolve_precision(s.precision, inputs.device),
@@ -172,7 +197,10 @@ class Trainer:
         self.device = inputs.device
         self.stop_signal: int | None = None
         torch.manual_seed(s.seed)
-        self.model = build_adapter(inputs.spec, inputs.train.hidden_dim, s.arch_overrides).to(self.device)
+        self.model = build_adapter(inputs.spec, inputs.train.hidden_dim, s.arch_overrides)
+        if inputs.initial_state is not None:
+            self.model.load_state_dict(inputs.initial_state)
+        self.model.to(self.device)
         self.predicts_next = self.model.predicts_next
         self.net = self.model  # what the training step calls: the model, or its DDP wrapper
         if ctx.enabled:
@@ -383,8 +411,13 @@ def open_run_dir(settings: TrainSettings, inputs: Inputs, resume_dir: Path | Non
     """Rank 0 creates the run directory (or reopens it to resume); every rank learns its path."""
     run_dir = resume_dir
     if ctx.is_main and resume_dir is None:
-        run_dir = new_run_dir(Path(settings.output_dir), settings.level)
-        write_json(run_dir / CONFIG, seed_config(inputs, run_dir, argv or sys.argv))
+        stamp = run_stamp()
+        if settings.layout == "seed":  # OUTPUT_DIR/<L1..L5|L5F|B1>_<stamp>, as the reference writes it
+            run_dir = new_run_dir(Path(settings.output_dir), seed.run_prefix(settings.seed_level, settings.vlm_only),
+                                  stamp, nested=False)
+        else:
+            run_dir = new_run_dir(Path(settings.output_dir), settings.level, stamp)
+        write_json(run_dir / CONFIG, seed_config(inputs, stamp, argv or sys.argv))
     run_dir = Path(broadcast(str(run_dir), ctx))
     if ctx.is_main and os.environ.get(RUN_DIR_FILE_ENV):
         Path(os.environ[RUN_DIR_FILE_ENV]).write_text(str(run_dir.resolve()))
@@ -411,6 +444,8 @@ def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: 
         log.handlers[:] = [logging.StreamHandler(sys.stderr)]
         log.setLevel(logging.WARNING)
     log.info("run directory %s", run_dir)
+    for warning in inputs.warnings:
+        log.warning(warning)
     if inputs.split_note:
         log.info(inputs.split_note)
     log.info("level %s (%s, %s params) on %s%s; %d train / %d val samples, hidden %d",

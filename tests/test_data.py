@@ -119,6 +119,7 @@ def test_time_spent_gathering_a_batch_counts_as_waiting(tiny_data, monkeypatch, 
     slow_gathers(monkeypatch, 0.03)
     loader = train_loader(open_dataset(tiny_data / "train"), 16, seed=0, reuse_buffers=3, gather_ahead=ahead)
     batches = sum(1 for _ in loader)  # a consumer that needs no time at all
+    loader.close()
     assert loader.wait_s >= 0.8 * 0.03 * batches
 
 
@@ -130,6 +131,7 @@ def test_batches_are_gathered_ahead_while_the_consumer_computes(tiny_data, monke
         time.sleep(0.04)  # compute per batch above the gather time
         batches += 1
     total = time.perf_counter() - started
+    loader.close()
     assert total < 0.04 * batches + 0.03 * batches / 2  # the gathers did not add up on top
     assert loader.wait_s < 0.25 * total
 
@@ -204,7 +206,8 @@ def test_a_one_chunk_split_is_kept_for_the_next_epoch_not_loaded_twice(tmp_path,
     train, _, _ = split_train_val(open_dataset(path), 0.25, 0)  # an in-memory subset copy
     loads = []
     real = loader_module.load_chunk
-    monkeypatch.setattr(loader_module, "load_chunk", lambda ref, *a, **k: loads.append(ref) or real(ref, *a, **k))
+    monkeypatch.setattr(loader_module, "load_chunk",  # only this set's loads: other tests' loaders may be busy
+                        lambda ref, *a, **k: (ref.path == path and loads.append(ref)) or real(ref, *a, **k))
     loader = train_loader(train, batch_size=8, seed=0)
     for epoch in range(3):
         loader.set_epoch(epoch)
@@ -343,6 +346,8 @@ def test_recycled_buffers_give_the_same_batches(tiny_data):
     for recycled in (train_loader(ds, 24, seed=5, reuse_buffers=2),
                      train_loader(ds, 24, seed=5, reuse_buffers=2, gather_ahead=True)):
         compare_batches(fresh, recycled)
+        recycled.close()
+    fresh.close()
 
 
 def compare_batches(fresh, recycled):

@@ -217,7 +217,7 @@ def test_trainer_command_maps_args_to_flags(runs):
     assert argv[:6] == [sys.executable, "-m", "engine", "train", "--level", "L4"]
     assert "--train_data=/d/train" in argv and "--num_epochs=2" in argv and "--learning_rate=0.0001" in argv
     assert "--vlm_only" in argv and not any(a.startswith("--lm_head") for a in argv)
-    assert argv[-6:] == ["--config", "/c/adapters.toml", "--output_dir", str(runs), "--resume", "/r/L4/L4_x"]
+    assert argv[-6:] == ["--config", "/c/adapters.toml", "--runs", str(runs), "--resume", "/r/L4/L4_x"]
     job.nproc = 2
     assert trainer_command(job, runs)[1:5] == ["-m", "engine.launch", "--standalone", "--nproc_per_node=2"]
 

@@ -81,14 +81,14 @@ def test_seed_readme_commands_start(tmp_path, tiny_data, seed_args, level):
                              "--val_data", str(tiny_data / "val"), "--output_dir", str(tmp_path), *seed_args],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob("*/*/history.json")):
+    while time.time() < deadline and not list(tmp_path.glob("*/history.json")):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
-    run = only_run(tmp_path)
+    [run] = [p for p in tmp_path.iterdir() if p.is_dir()]  # OUTPUT_DIR/<prefix>_<time>, as the reference writes it
     config = json.loads((run / "config.json").read_text())
-    assert run.parent.name == level and config["training"]["epochs"] == int(seed_args[seed_args.index("--num_epochs") + 1])
+    assert run.name.startswith(f"{level}_") and config["training"]["epochs"] == int(seed_args[seed_args.index("--num_epochs") + 1])
     assert json.loads((run / "status.json").read_text())["state"] == "cancelled"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -144,21 +145,26 @@ def _deep_check(plan) -> None:
 def cmd_add(args: argparse.Namespace) -> int:
     from adapters.errors import UserInputError
     from engine.queue.plan import TRAIN_FLAG_DEFAULTS, plan_jobs
-    from engine.settings import level_key_from_args
+    from engine.settings import effective_spec, ignored_arch_flags, ignored_warning
 
     if args.output_dir and Path(args.output_dir).absolute() != Path(args.runs).absolute() and args.runs != "runs":
         raise UserInputError(f"--output_dir {args.output_dir} and --runs {args.runs} differ; give one of them")
     if args.output_dir:
         args.runs = args.output_dir
-    levels = list(args.level or [])
-    if args.adapter_level is not None:
-        levels.append(level_key_from_args(None, args.adapter_level, args.vlm_only))
     if args.nproc < 1:
         raise UserInputError(f"--nproc must be >= 1, got {args.nproc}")
-    skip = ("level", "config", "adapter_level", "output_dir")
+    skip = ("level", "config", "output_dir")
     flags = {name: getattr(args, name) for name in TRAIN_FLAG_DEFAULTS if name not in skip}
-    plan = plan_jobs(levels, preset=args.preset, config=args.config, **flags)
+    plan = plan_jobs(list(args.level or []), preset=args.preset, config=args.config, **flags)
     _deep_check(plan)
+    from adapters.registry import load_registry
+
+    registry = load_registry(plan.config)
+    for settings in plan.settings:
+        spec = effective_spec(registry, settings)
+        ignored = ignored_arch_flags(spec, settings.arch_overrides)
+        if ignored:
+            print(f"adapter-engine queue add: warning: {ignored_warning(spec, ignored)}", file=sys.stderr)
     with _queue(args) as q:
         ids = q.add_many(plan.jobs, front=args.front, dataset=plan.dataset, nproc=args.nproc, config=plan.config)
         jobs = [q.get(i) for i in ids]

@@ -4,7 +4,7 @@ and every problem is a UserInputError naming the file and the fix."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ class Chunk:
     vl: torch.Tensor        # [N, S, H] float
     seq_lens: torch.Tensor  # [N] int64
     ids: torch.Tensor | None = None  # [N] position of each sample in the whole dataset
-    offsets: torch.Tensor | None = None  # packed chunks: egpt/vl are [T, H] tokens, sample i at offsets[i]
+    offsets: torch.Tensor | None = None  # token layout (packed, or a subset): egpt/vl are [T, H], sample i at offsets[i]
 
     def __len__(self) -> int:
         return self.seq_lens.shape[0]
@@ -100,9 +100,8 @@ def load_chunk(ref: ChunkRef, expect_hidden: int | None = None, *, mmap: bool = 
     if ref.kind == "packed":
         from engine.data.packed import load_packed_chunk
 
-        if ref.subset is not None:
-            raise DataError(f"{ref.path.parent.parent}: a packed dataset cannot be split; pass --val_data")
-        return load_packed_chunk(ref)
+        chunk = load_packed_chunk(ref)
+        return chunk if ref.subset is None else _samples(chunk, ref.subset)
     try:
         obj = safe_load(ref.path, mmap=mmap)
     except CheckpointError as exc:
@@ -110,11 +109,17 @@ def load_chunk(ref: ChunkRef, expect_hidden: int | None = None, *, mmap: bool = 
     chunk = validate_chunk(obj, str(ref.path), expect_hidden)
     if len(chunk) != ref.n_samples:
         raise DataError(f"{ref.path} holds {len(chunk)} samples but index.json says {ref.n_samples}")
-    if ref.subset is None:
-        chunk.ids = torch.arange(len(chunk)) + ref.first_index
-        return chunk
-    keep = torch.tensor(ref.subset, dtype=torch.long)
-    return Chunk(chunk.egpt[keep], chunk.vl[keep], chunk.seq_lens[keep], keep + ref.first_index)
+    chunk.ids = torch.arange(len(chunk)) + ref.first_index
+    return chunk if ref.subset is None else _samples(chunk, ref.subset)
+
+
+def _samples(chunk: Chunk, subset: tuple[int, ...]) -> Chunk:
+    """The samples `subset` of a chunk, as a view in the token layout: nothing is copied."""
+    keep = torch.tensor(subset, dtype=torch.long)
+    if chunk.offsets is None:  # padded [N, S, H]: sample i starts at row i * S of the flattened chunk
+        return Chunk(chunk.egpt.flatten(0, 1), chunk.vl.flatten(0, 1), chunk.seq_lens[keep], chunk.ids[keep],
+                     offsets=keep * chunk.egpt.shape[1])
+    return Chunk(chunk.egpt, chunk.vl, chunk.seq_lens[keep], chunk.ids[keep], offsets=chunk.offsets[keep])
 
 
 def _open_chunked(path: Path) -> Dataset:
@@ -174,15 +179,13 @@ def open_dataset(path: str | Path) -> Dataset:
 
 
 def split_train_val(train: Dataset, val_split: float, seed: int) -> tuple[Dataset, Dataset, str]:
-    """Without separate validation data: a chunked set holds out its last chunk; a single file
-    holds out a seeded random `val_split` fraction. Returns (train, val, what was done)."""
-    if train.format != "single":
-        if len(train.chunks) < 2:
-            raise DataError(f"{train.path} has one chunk, so no chunk can be held out; pass --val_data")
+    """Without separate validation data: a set of several chunks holds out its last chunk; a
+    single file or a one-chunk set holds out a seeded random `val_split` of its samples. Either
+    way no validation sample is ever trained on. Returns (train, val, what was done)."""
+    if len(train.chunks) >= 2:
         head, tail = train.chunks[:-1], train.chunks[-1:]
         note = f"no --val_data: holding out the last chunk ({len(tail[0])} samples) of {train.path} for validation"
-        return (Dataset(train.path, train.format, head, train.hidden_dim, train.padded_len, train.dtype, train.index),
-                Dataset(train.path, train.format, tail, train.hidden_dim, train.padded_len, train.dtype, train.index), note)
+        return (replace(train, chunks=head), replace(train, chunks=tail), note)
     if not 0.0 < val_split < 1.0:
         raise DataError(f"--val_split must be between 0 and 1, got {val_split}")
     ref = train.chunks[0]
@@ -192,6 +195,5 @@ def split_train_val(train: Dataset, val_split: float, seed: int) -> tuple[Datase
     order = torch.randperm(ref.n_samples, generator=torch.Generator().manual_seed(seed)).tolist()
     val_ids, train_ids = tuple(sorted(order[:n_val])), tuple(sorted(order[n_val:]))
     note = f"no --val_data: splitting {n_val} of {ref.n_samples} samples ({val_split:.0%}) of {train.path} off for validation"
-    make = lambda ids: Dataset(train.path, "single", [ChunkRef(ref.path, ref.n_samples, 0, ids)],  # noqa: E731
-                               train.hidden_dim, train.padded_len, train.dtype)
-    return make(train_ids), make(val_ids), note
+    return (replace(train, chunks=[replace(ref, subset=train_ids)]),
+            replace(train, chunks=[replace(ref, subset=val_ids)]), note)

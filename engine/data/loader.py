@@ -169,7 +169,7 @@ def chunk_batches(chunk: Chunk, row_batches: list[torch.Tensor], pin: bool = Fal
     # ascending rows within a batch: forward reads of the mapped file (order within a batch is irrelevant)
     rows = torch.cat([batch.sort().values for batch in row_batches])
     lens = chunk.seq_lens[rows]
-    if chunk.offsets is not None:  # packed: tokens [T_chunk, H], sample i from offsets[i]
+    if chunk.offsets is not None:  # token layout: [T_chunk, H], sample i from offsets[i]
         egpt_source, vl_source, starts = chunk.egpt, chunk.vl, chunk.offsets[rows]
     else:                          # padded: sample i at rows i*S .. i*S + len - 1 of the flattened chunk
         egpt_source, vl_source = chunk.egpt.flatten(0, 1), chunk.vl.flatten(0, 1)

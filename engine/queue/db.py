@@ -37,7 +37,7 @@ HEARTBEAT_STALE_S = 30.0
 BUSY_TIMEOUT_MS = 30_000
 FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # Set by the queue itself, never by a job's args.
-RESERVED_ARGS = ("level", "output_dir", "resume", "config")
+RESERVED_ARGS = ("level", "output_dir", "runs", "resume", "config")
 
 # Migration i takes the schema from version i to i + 1. Append, never edit.
 MIGRATIONS: list[str] = [

@@ -71,6 +71,7 @@ def job_args(settings: TrainSettings) -> dict[str, Any]:
         "no_eval": True if settings.no_eval else None,
         "precision": settings.precision if settings.precision != "auto" else None,
         "compile": True if settings.compile else None,
+        "adapter_level": settings.seed_level,  # a seed command: the reference's level, not adapters.toml's
         **settings.arch_overrides,
     }
     if settings.lm_head:
@@ -85,23 +86,28 @@ def plan_jobs(levels: list[str] | None = None, *, preset: str | None = None, con
               **flags: Any) -> Plan:
     """One job per level (the preset's levels first, then `levels`, in order). `flags` are
     train flags (train_data, val_data, dataset, num_epochs, ...); None means the default."""
-    unknown = [name for name in flags if name not in TRAIN_FLAG_DEFAULTS or name in ("level", "config")]
+    unknown = [name for name in flags if name not in TRAIN_FLAG_DEFAULTS or name in ("level", "config", "output_dir")]
     if unknown:
         raise UserInputError(f"unknown train flag {unknown[0]!r}")
     registry = load_registry(config)
-    keys = (registry.preset(preset) if preset else []) + list(levels or [])
+    keys: list[str | None] = (registry.preset(preset) if preset else []) + list(levels or [])
+    if flags.get("adapter_level") is not None:
+        if keys:
+            raise UserInputError("give either --level/--preset or --adapter_level, not both")
+        keys = [None]  # one seed command
     if not keys:
-        raise UserInputError("no level to queue: pass --level KEY (repeatable) or --preset NAME "
-                             f"(presets: {', '.join(registry.presets) or 'none'})")
+        raise UserInputError("no level to queue: pass --level KEY (repeatable), --preset NAME "
+                             f"(presets: {', '.join(registry.presets) or 'none'}) or --adapter_level N")
     for key in keys:
-        registry.level(key)
+        if key is not None:
+            registry.level(key)
     config_path = str(Path(registry.path).resolve())
     jobs, all_settings = [], []
     for key in keys:
         namespace = SimpleNamespace(**{**TRAIN_FLAG_DEFAULTS, **{k: v for k, v in flags.items() if v is not None},
-                                       "level": key, "adapter_level": None, "config": config_path})
+                                       "level": key, "config": config_path})
         settings, _ = resolve(namespace)
-        jobs.append((key, job_args(settings)))
+        jobs.append((settings.level, job_args(settings)))
         all_settings.append(settings)
     dataset = flags.get("dataset") or (jobs[0][1]["train_data"] if jobs else None)
     return Plan(jobs=jobs, dataset=dataset, config=config_path, settings=all_settings)

@@ -43,10 +43,11 @@ CommandFor = Callable[[Job, Path], list[str]]
 def trainer_command(job: Job, runs_dir: Path) -> list[str]:
     """argv for `adapter-engine train` with the job's flags: True is a bare flag, None and
     False are left out; the queue adds --config (the adapters.toml the job was planned
-    with), --output_dir and, to resume, --resume RUN_DIR. A job
+    with), --runs and, to resume, --resume RUN_DIR. A job
     spanning several GPUs runs under torchrun."""
     argv = torchrun_command(job.nproc, ["train"]) if job.nproc > 1 else [sys.executable, "-m", "engine", "train"]
-    argv += ["--level", job.level]
+    if "adapter_level" not in job.args:  # a seed command names its level by number
+        argv += ["--level", job.level]
     for key, value in job.args.items():
         if value is None or value is False:
             continue
@@ -58,7 +59,7 @@ def trainer_command(job: Job, runs_dir: Path) -> list[str]:
             argv.append(f"--{key}={value}")  # `=` keeps a value starting with '-' a value
     if job.config:
         argv += ["--config", job.config]
-    argv += ["--output_dir", str(runs_dir)]
+    argv += ["--runs", str(runs_dir)]
     if job.resume and job.run_dir:
         argv += ["--resume", job.run_dir]
     return argv

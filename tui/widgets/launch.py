@@ -21,6 +21,7 @@ from textual.validation import Function, Integer, Regex
 from textual.widgets import Button, Collapsible, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
+from adapters import seed
 from adapters.registry import LevelSpec, Registry
 from tui.data import fmt_int
 
@@ -303,10 +304,7 @@ class LaunchPanel(VerticalScroll):
         if not self.registry:
             return "no registry loaded"
         adapter = config.get("adapter") if isinstance(config.get("adapter"), dict) else {}
-        level = config.get("level_key") or adapter.get("level")
-        if isinstance(level, int) or (isinstance(level, str) and level.isdigit()):
-            level = {1: "L1", 2: "L2", 3: "L3", 4: "L4", 5: "B1" if config.get("vlm_only") else "L5",
-                     6: "L5F"}.get(int(level))
+        level = config.get("level_key") or seed.key_from_config(config)
         if level not in self.registry.levels:
             return f"level {level!r} of this run is not in adapters.toml"
         levels = self.query_one("#levels", SelectionList)
