@@ -10,8 +10,16 @@ the accepted prefix: the number of leading valid positions that are all accepted
   speedup                    (E[min(L, γ)] + 1) / (1 + γ · draft_cost) at the primary threshold:
                              each verification step yields the accepted drafts plus one token
                              from the verifier, and costs one verifier step plus γ draft steps.
-  token_top1 / token_top5    with an LM head: argmax(head·target) is the argmax / in the top 5
-                             of head·pred, over valid tokens
+  token_top1 / _top5 / _top10  with an LM head: argmax(head·target) is the argmax / in the top
+                             5 / top 10 of head·pred, over valid tokens
+
+Beside these, the reference's own definitions (its measure_feature_acceptance.py; docs/SEED.md
+says how they differ):
+  position_stats             per position k: mean and std of cos, valid samples, and the
+                             *marginal* acceptance P(cos_k > τ) (ours above is P(L >= k))
+  reference_speedup          with the reference's timings (drafter/verifier prefill and per-token
+                             ms): its prefill speedup, its end-to-end speedup, and the prefill-aware
+                             end-to-end speedup of its eval_two_phase.py
 """
 
 from __future__ import annotations
@@ -21,7 +29,12 @@ from typing import Any
 
 import torch
 
+from adapters import seed
+from adapters.checkpoint import safe_load
+from adapters.errors import UserInputError
 from adapters.losses import token_cosine
+from adapters.padding import Padding
+from adapters.reference import lm_head_weight
 from engine.data.formats import Dataset
 from engine.data.loader import val_loader
 from engine.device import to_device
@@ -29,6 +42,19 @@ from engine.metrics import leading_run
 
 MAX_GAMMA = 8
 PRIMARY_THRESHOLD = 0.9
+
+
+def load_lm_head(path: str, hidden: int) -> torch.Tensor:
+    """The verifier's output projection [V, H] from `path`: a bare tensor, or the dict the
+    reference's extract_vl_lm_head.py saves (`lm_head_weight`)."""
+    try:
+        head = lm_head_weight(safe_load(path))
+    except UserInputError as exc:
+        raise UserInputError(f"--lm_head: {exc}") from None
+    if not isinstance(head, torch.Tensor) or head.dim() != 2 or head.shape[1] != hidden or not head.is_floating_point():
+        raise UserInputError(f"--lm_head {path} must hold one float tensor [V, {hidden}] (or a dict with "
+                             "lm_head_weight, as the reference saves it)")
+    return head.float()
 
 
 def tau_key(tau: float) -> str:
@@ -46,7 +72,10 @@ class SpecDecodeAccumulator:
         self.tokens = 0
         self.top1 = 0
         self.top5 = 0
+        self.top10 = 0
         self.max_len = 0
+        # per position: [valid samples, sum cos, sum cos², accepted at each threshold...]
+        self.by_position = torch.zeros(0, 3 + len(self.thresholds), dtype=torch.float64)
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
@@ -58,15 +87,29 @@ class SpecDecodeAccumulator:
         self.prefix.append(leading_run(passed, mask).T.cpu())                # [B, K]
         self.tokens += cos.shape[0]
         self.max_len = max(self.max_len, mask.shape[1])
+        self._add_positions(cos, passed, mask)
         if self.lm_head is not None:
             head = self.lm_head.to(pred.device, torch.float32)
             logits_pred = pred.float() @ head.T
             truth = (target.float() @ head.T).argmax(-1, keepdim=True)
-            top5 = logits_pred.topk(min(5, head.shape[0]), dim=-1).indices
-            self.top1 += int((top5[:, :1] == truth).sum())
-            self.top5 += int((top5 == truth).any(-1).sum())
+            top10 = logits_pred.topk(min(10, head.shape[0]), dim=-1).indices
+            self.top1 += int((top10[:, :1] == truth).sum())
+            self.top5 += int((top10[:, :5] == truth).any(-1).sum())
+            self.top10 += int((top10 == truth).any(-1).sum())
 
-    def compute(self, gamma: int, draft_cost: float) -> dict[str, Any]:
+    def _add_positions(self, cos: torch.Tensor, passed: torch.Tensor, mask: torch.Tensor) -> None:
+        positions = Padding(mask).positions                                   # [T]
+        values = torch.cat([torch.ones_like(cos)[:, None], cos[:, None], cos.square()[:, None], passed.T.to(cos.dtype)], 1)
+        sums = torch.zeros(mask.shape[1], values.shape[1], dtype=torch.float64, device=cos.device)
+        sums.index_add_(0, positions, values.double())
+        if sums.shape[0] > self.by_position.shape[0]:
+            grown = torch.zeros(sums.shape[0], sums.shape[1], dtype=torch.float64)
+            grown[: self.by_position.shape[0]] = self.by_position
+            self.by_position = grown
+        self.by_position[: sums.shape[0]] += sums.cpu()
+
+    def compute(self, gamma: int, draft_cost: float, timing: dict[str, float] | None = None) -> dict[str, Any]:
+        """Everything above; `reference_speedup` only when `timing` gives the reference's timings."""
         lengths = torch.cat(self.prefix).double()                          # [N, T]
         positions = torch.arange(1, self.max_len + 1, dtype=torch.double)
         gammas = torch.arange(1, MAX_GAMMA + 1, dtype=torch.double)
@@ -93,12 +136,58 @@ class SpecDecodeAccumulator:
         if self.lm_head is not None:
             result["token_top1"] = self.top1 / max(self.tokens, 1)
             result["token_top5"] = self.top5 / max(self.tokens, 1)
+            result["token_top10"] = self.top10 / max(self.tokens, 1)
+        result["position_stats"] = self.position_stats()
+        if timing is not None:
+            primary_lengths = lengths[:, self.thresholds.index(float(primary))]
+            result["reference_speedup"] = {"threshold": float(primary), **reference_speedup(primary_lengths, gamma, timing)}
         return result
+
+    def position_stats(self) -> list[dict[str, Any]]:
+        """The reference's position_stats.json: per position, the cosine's mean and (sample) std
+        over the samples valid there, their number, and the share above each threshold."""
+        rows = []
+        for position, (n, total, squares, *accepted) in enumerate(self.by_position.tolist()):
+            if n == 0:
+                break
+            variance = (squares - total * total / n) / (n - 1) if n > 1 else float("nan")
+            rows.append({"position": position, "mean": total / n, "std": max(variance, 0.0) ** 0.5 if n > 1 else None,
+                         "num_samples": int(n),
+                         **{f"accept_{round(tau * 100)}": a / n for tau, a in zip(self.thresholds, accepted)}})
+        return rows
+
+
+def reference_speedup(lengths: torch.Tensor, gamma: int, timing: dict[str, float]) -> dict[str, Any]:
+    """The reference's speedup estimates from accepted prefixes L (per sample, at the primary
+    threshold). N = 50 output tokens; T prefill and t per-token times, a the adapter's (ms).
+
+    measure_feature_acceptance.py: speedup_prefill = 1 + min(E[L], g)·t_vl/T_vl, with g = (T_vl −
+    T_egpt)/t_egpt drafts fitting in the verifier's prefill; speedup_e2e = (T_vl + N·t_vl) /
+    (max(T_vl, T_egpt + a) + N/(E[min(L, γ)] + 1)·((γ + 1)·t_vl + a)), which ignores what the prefill
+    accepted. eval_two_phase.py's prefill-aware form counts it and charges one verifier step per
+    round: (T_vl + N·t_vl) / (max(T_vl, T_egpt + a) + (N − E[min(L, ⌊g⌋)])/(E[min(L, γ)] + 1)·(t_vl + a)).
+    """
+    t = {**seed.TIMING_MS, **timing}
+    free = max(0.0, t["vl_prefill_ms"] - t["egpt_prefill_ms"]) / t["egpt_per_token_ms"] if t["egpt_per_token_ms"] > 0 else 0.0
+    lengths = lengths.double()
+    decode = torch.clamp(lengths, max=gamma).mean().item()
+    prefill = torch.clamp(lengths, max=int(free)).mean().item()
+    n = seed.OUTPUT_TOKENS
+    baseline = t["vl_prefill_ms"] + n * t["vl_per_token_ms"]
+    parallel_prefill = max(t["vl_prefill_ms"], t["egpt_prefill_ms"] + t["adapter_latency_ms"])
+    e2e = baseline / (parallel_prefill + n / (decode + 1) * ((gamma + 1) * t["vl_per_token_ms"] + t["adapter_latency_ms"]))
+    aware = baseline / (parallel_prefill + max(0.0, n - prefill) / (decode + 1) * (t["vl_per_token_ms"] + t["adapter_latency_ms"]))
+    saved = min(lengths.mean().item(), free) * t["vl_per_token_ms"]
+    return {"timing_ms": t, "gamma_decode": gamma, "gamma_prefill": int(free), "decode_accepted": decode,
+            "prefill_accepted": prefill, "num_output_tokens": n,
+            "speedup_prefill": 1 + saved / t["vl_prefill_ms"] if t["vl_prefill_ms"] > 0 else 1.0,
+            "speedup_e2e": e2e, "speedup_e2e_prefill_aware": aware}
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: Dataset, *, thresholds: list[float], gamma: int, draft_cost: float,
-             lm_head: torch.Tensor | None = None, device: torch.device | str = "cpu", batch_size: int = 64) -> dict[str, Any]:
+             lm_head: torch.Tensor | None = None, device: torch.device | str = "cpu", batch_size: int = 64,
+             timing: dict[str, float] | None = None) -> dict[str, Any]:
     device = torch.device(device)
     model = model.to(device).eval()
     acc = SpecDecodeAccumulator(thresholds, lm_head)
@@ -106,7 +195,7 @@ def evaluate(model: torch.nn.Module, data: Dataset, *, thresholds: list[float], 
     batches = val_loader(data, batch_size, pin_memory=gpu, reuse_buffers=3, gather_ahead=gpu)
     for batch in to_device(batches, device):
         acc.update(model(batch.egpt, batch.vl, batch.mask, packed=True), batch.vl, batch.mask)
-    return acc.compute(gamma, draft_cost)
+    return acc.compute(gamma, draft_cost, timing)
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -120,7 +209,12 @@ def describe(result: dict[str, Any]) -> str:
         f"estimated speedup at γ={result['gamma']}, draft cost {result['draft_cost']:g}: {result['speedup']:.2f}x",
     ]
     if "token_top1" in result:
-        lines.append(f"token agreement: top-1 {result['token_top1']:.3f}, top-5 {result['token_top5']:.3f}")
+        lines.append(f"token agreement: top-1 {result['token_top1']:.3f}, top-5 {result['token_top5']:.3f}, "
+                     f"top-10 {result['token_top10']:.3f}")
+    if "reference_speedup" in result:
+        ref = result["reference_speedup"]
+        lines.append(f"the reference's estimates with its timings: prefill {ref['speedup_prefill']:.2f}x, "
+                     f"end to end {ref['speedup_e2e']:.2f}x, prefill-aware end to end {ref['speedup_e2e_prefill_aware']:.2f}x")
     return "\n".join(lines)
 
 

@@ -104,3 +104,47 @@ def test_trained_run_carries_eval_and_leaderboard_ranks_by_it(tmp_path, tiny_dat
 def test_eval_bad_input(tmp_path):
     out = run_cli("eval", tmp_path / "nope")
     assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+def test_position_stats_are_the_references_marginal_acceptance():
+    # position 0: cos 0.95 and 0.5 (one of two above 0.9); position 1: 0.95 and padding; position 2: 0.5
+    r = run([[0.95, 0.95, 0.5], [0.5, 0.0, 0.0]], [3, 1])
+    stats = r["position_stats"]
+    assert [row["num_samples"] for row in stats] == [2, 1, 1]
+    assert [row["accept_90"] for row in stats] == [0.5, 1.0, 0.0]  # marginal, unlike P(L >= k)
+    assert r["accept_by_position"]["0.9"] == [0.5, 0.5, 0.0]
+    assert stats[0]["mean"] == pytest.approx(0.725) and stats[0]["std"] == pytest.approx(torch.tensor([0.95, 0.5]).std().item())
+    assert stats[1]["std"] is None  # one sample: no spread (the reference writes NaN, JSON has none)
+
+
+def test_token_top10_agreement():
+    head = torch.eye(2, dtype=torch.float64)
+    r = run([[0.99, 0.1]], [2], head=head)
+    assert r["token_top10"] == 1.0 and r["token_top1"] == 0.5
+
+
+def test_the_references_speedup_estimates_with_its_timings():
+    from engine.evaluate import reference_speedup
+
+    r = reference_speedup(torch.full((4,), 10.0), gamma=5, timing={})  # every draft accepted up to 10
+    assert r["gamma_prefill"] == 7 and r["decode_accepted"] == 5 and r["prefill_accepted"] == 7
+    # the reference's own numbers for these timings: 180 ms of free drafting = 7.2 tokens
+    assert r["speedup_prefill"] == pytest.approx(1 + 7.2 * 25 / 310)
+    assert r["speedup_e2e"] == pytest.approx((310 + 50 * 25) / (310 + 50 / 6 * (6 * 25 + 1.5)))
+    assert r["speedup_e2e_prefill_aware"] == pytest.approx((310 + 50 * 25) / (310 + 43 / 6 * (25 + 1.5)))
+    slow = reference_speedup(torch.zeros(4), gamma=5, timing={"vl_per_token_ms": 50.0})
+    assert slow["timing_ms"]["vl_per_token_ms"] == 50.0 and slow["speedup_prefill"] == 1.0
+
+
+def test_eval_reports_the_reference_estimates_when_given_timings(tmp_path, tiny_data):
+    assert main(["train", "--train_data", str(tiny_data / "train"), "--val_data", str(tiny_data / "val"),
+                 "--output_dir", str(tmp_path), "--level", "L1", "--num_epochs", "1", "--bottleneck_dim", "8",
+                 "--no_eval"]) == 0
+    run_dir = next(tmp_path.glob("*/*"))
+    out = run_cli("eval", run_dir, "--json", "--vl_prefill_ms", "400")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["reference_speedup"]["timing_ms"]["vl_prefill_ms"] == 400.0
+    assert result["reference_speedup"]["timing_ms"]["egpt_prefill_ms"] == 130.0
+    assert len(result["position_stats"]) == max(row["position"] for row in result["position_stats"]) + 1
+    assert "reference_speedup" not in json.loads(run_cli("eval", run_dir, "--json").stdout)

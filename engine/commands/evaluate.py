@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from adapters import seed
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="speculative-decoding metrics of a run or checkpoint (writes eval.json)",
@@ -17,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--thresholds", help="comma-separated cosine thresholds (default: adapters.toml [eval])")
     p.add_argument("--draft_cost", type=float, help="draft step cost / verifier step cost (default: [eval])")
     p.add_argument("--device", default="auto")
+    timing = p.add_argument_group("the reference's speedup estimates (any of these turns them on; the rest take "
+                                  "the reference's defaults, measured for EventGPT and Video-LLaVA)")
+    for name, default in seed.TIMING_MS.items():
+        timing.add_argument(f"--{name}", type=float, metavar="MS", help=f"(reference default {default:g})")
     p.add_argument("--config", help="adapters.toml to read")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -45,9 +51,12 @@ def run(args: argparse.Namespace) -> int:
     draft_cost = args.draft_cost if args.draft_cost is not None else defaults["draft_cost"]
     if gamma < 1 or not draft_cost >= 0:
         raise UserInputError("--gamma must be >= 1 and --draft_cost >= 0")
+    timing = {name: getattr(args, name) for name in seed.TIMING_MS if getattr(args, name) is not None}
+    if any(not value >= 0 for value in timing.values()):
+        raise UserInputError("the timing flags (--egpt_prefill_ms ...) must be >= 0")
     target = Path(args.target)
     result = evaluate_target(target, data=args.data, lm_head=args.lm_head, thresholds=thresholds,
-                             gamma=gamma, draft_cost=draft_cost, device=args.device)
+                             gamma=gamma, draft_cost=draft_cost, device=args.device, timing=timing or None)
     write_json(eval_path_for(target), result)
     print(json.dumps(result, indent=2) if args.json else describe(result))
     return 0
