@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from adapters.errors import UserInputError
-from engine.commands import bench, data, evaluate, levels, queue, runs, synth, train
+from engine.commands import bench, checkpoint, data, evaluate, levels, queue, runs, synth, train
 
-SUBCOMMANDS = (levels, data, synth, train, evaluate, runs, bench, queue)
+SUBCOMMANDS = (levels, data, synth, train, evaluate, checkpoint, runs, bench, queue)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,18 +1,25 @@
 """Read every run directory into leaderboard rows. Torch-free; used by `adapter-engine runs`
 and the TUI. A broken run directory yields a row that says what is wrong, never an exception.
-Run directories written by the seed's trainer (config.json + history.json only) are valid."""
+
+A runs directory holds runs in two layouts, side by side: ours, RUNS/<LEVEL>/<RUN>/, and the
+reference's, RUNS/<RUN>/ (a seed command with --output_dir). Run directories written by the
+seed's own trainer (config.json + history.json only) are valid finished runs, and the
+reference's evaluation files beside them (acceptance_metrics.json) fill the acceptance columns,
+marked as the reference's figures."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+from adapters import seed
 from engine.fileio import ReadError, read_json
-from engine.rundir import CONFIG, EVAL, HISTORY, STALE_AFTER_S, STATUS, pid_alive
+from engine.rundir import CONFIG, EVAL, HISTORY, REFERENCE_METRICS, STALE_AFTER_S, STATUS, pid_alive
 
 
 @dataclass
@@ -36,28 +43,47 @@ class RunSummary:
     prefix_mean_90: float | None = None
     expected_tokens: float | None = None
     speedup: float | None = None
+    eval_source: str = "ours"  # "reference": the acceptance columns come from its acceptance_metrics.json
     progress: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+NOT_RUNS = ("datasets", "logs")  # what else a runs directory holds
+RUN_NAME = re.compile(r"^(.+?)_\d{8}_\d{6}(?:_\d+)?$")  # <LEVEL or prefix>_<YYYYmmdd_HHMMSS>[_n]
+
+
+def is_run_dir(path: str) -> bool:
+    return any(os.path.exists(os.path.join(path, name)) for name in (CONFIG, HISTORY, STATUS))
+
+
 def iter_run_dirs(root: Path) -> Iterator[str]:
-    """runs/<LEVEL>/<RUN>/ directories holding config.json, history.json or status.json."""
+    """Run directories (holding config.json, history.json or status.json) in either layout:
+    RUNS/<RUN>/ and RUNS/<LEVEL>/<RUN>/."""
     try:
-        levels = sorted(os.scandir(root), key=lambda e: e.name)
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
         return
-    for level in levels:
-        if not level.is_dir() or level.name.startswith(".") or level.name in ("datasets", "logs"):
+    for entry in entries:
+        if not entry.is_dir() or entry.name.startswith(".") or entry.name in NOT_RUNS:
+            continue
+        if is_run_dir(entry.path):
+            yield entry.path
             continue
         try:
-            runs = sorted(os.scandir(level.path), key=lambda e: e.name)
+            runs = sorted(os.scandir(entry.path), key=lambda e: e.name)
         except OSError:
             continue
         for run in runs:
-            if run.is_dir() and any(os.path.exists(os.path.join(run.path, f)) for f in (CONFIG, HISTORY, STATUS)):
+            if run.is_dir() and is_run_dir(run.path):
                 yield run.path
+
+
+def level_of_name(run_dir: str) -> str:
+    """The level a run directory's name (or, failing that, its parent's) says."""
+    match = RUN_NAME.match(os.path.basename(run_dir))
+    return match.group(1) if match else os.path.basename(os.path.dirname(run_dir))
 
 
 def _number(value: Any) -> float | None:
@@ -95,8 +121,7 @@ def effective_state(status: dict) -> str:
 def summarize(run_dir: Path | str) -> RunSummary:
     """One leaderboard row. Problems with any file land in `error`; the row is still returned."""
     run_dir = os.fspath(run_dir)  # plain strings: this runs once per run, 1,000 runs in < 1 s
-    row = RunSummary(run=os.path.basename(run_dir), path=run_dir,
-                     level=os.path.basename(os.path.dirname(run_dir)))
+    row = RunSummary(run=os.path.basename(run_dir), path=run_dir, level=level_of_name(run_dir))
     problems: list[str] = []
 
     def load(name: str) -> dict | None:
@@ -115,7 +140,7 @@ def summarize(run_dir: Path | str) -> RunSummary:
         problems.append("run directory was deleted")
 
     if config:
-        row.level = str(config.get("level_key") or row.level)
+        row.level = str(config.get("level_key") or seed.key_from_config(config) or row.level)
         adapter = config.get("adapter") if isinstance(config.get("adapter"), dict) else {}
         params = adapter.get("params")
         row.params = params if isinstance(params, int) and not isinstance(params, bool) else None
@@ -157,6 +182,13 @@ def summarize(run_dir: Path | str) -> RunSummary:
                                      if isinstance(evaluation.get("prefix_length"), dict) else None)
         row.expected_tokens = _number(evaluation.get("expected_accepted_at_gamma"))
         row.speedup = _number(evaluation.get("speedup"))
+    elif os.path.exists(os.path.join(run_dir, REFERENCE_METRICS)):
+        metrics = load(REFERENCE_METRICS)
+        if metrics:  # the reference's own definitions (docs/SEED.md)
+            row.eval_source = "reference"
+            row.prefix_mean_90 = _number(metrics.get("consecutive_mean_90"))
+            row.expected_tokens = _number(metrics.get("sd_consecutive_gamma5"))
+            row.speedup = _number(metrics.get("speedup_e2e"))
 
     if problems:
         row.error = "; ".join(problems)

@@ -2,6 +2,7 @@
 directory, and resume works across ranks."""
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -47,6 +48,10 @@ def validate(rank, world, port, data, out, level, result_file):
         result_file.write_text(json.dumps(metrics))
     if world > 1:
         dist.destroy_process_group()
+        # gloo's run-loop threads outlive the group, and destroying them at interpreter exit
+        # aborts a spawned rank now and then ("terminate called without an active exception";
+        # reproduced with two bare ranks doing a few all_reduces): leave without the teardown
+        os._exit(0)
 
 
 @pytest.mark.slow

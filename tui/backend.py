@@ -76,6 +76,17 @@ class Backend:
         except json.JSONDecodeError:
             raise BackendError("levels --json printed something that is not JSON") from None
 
+    def checkpoint(self, path: str) -> dict[str, Any]:
+        """`adapter-engine checkpoint PATH --json`: level, class, parameters, epoch and saved
+        metrics of a checkpoint, ours or the reference's."""
+        try:
+            info = json.loads(self._engine("checkpoint", path, "--json", timeout=60))
+        except json.JSONDecodeError:
+            raise BackendError("checkpoint printed something that is not JSON") from None
+        if not isinstance(info, dict):
+            raise BackendError("checkpoint did not return an object")
+        return info
+
     def inspect(self, path: str) -> dict[str, Any]:
         """`adapter-engine data inspect PATH --json`: format, samples, chunks, hidden_dim..."""
         try:

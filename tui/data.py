@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.fileio import ReadError, read_json
-from engine.rundir import CONFIG, EVAL, HISTORY, STATUS
+from engine.rundir import CONFIG, EVAL, HISTORY, REFERENCE_METRICS, REFERENCE_POSITIONS, STATUS
 from engine.runindex import RunSummary, summarize
 
 CURVE_KEYS = ("train_loss", "val_loss", "train_cos_sim", "val_cos_sim",
@@ -64,6 +64,9 @@ class EvalView:
     token_top1: float | None = None
     token_top5: float | None = None
     thresholds: list[str] = field(default_factory=list)
+    # "reference": the reference's acceptance_metrics.json, whose curve is the marginal acceptance
+    # at each position and whose speedup is its own end-to-end estimate (docs/SEED.md)
+    source: str = "ours"
 
 
 def parse_eval(data: Any, tau: float | str | None = None) -> tuple[EvalView | None, str | None]:
@@ -110,16 +113,71 @@ def parse_eval(data: Any, tau: float | str | None = None) -> tuple[EvalView | No
     return view, None
 
 
+REFERENCE_TAUS = ("0.8", "0.85", "0.9", "0.95")
+
+
+def parse_reference_eval(data: Any, tau: float | str | None = None) -> tuple[EvalView | None, str | None]:
+    """A view of the reference's evaluation files: {"metrics": acceptance_metrics.json,
+    "positions": position_stats.json or None}. Its curve is the marginal acceptance at each
+    position (position_stats.json has every threshold; acceptance_metrics.json 0.9 only)."""
+    metrics = data.get("metrics") if isinstance(data, dict) else None
+    if not isinstance(metrics, dict):
+        return None, f"{REFERENCE_METRICS} is not a JSON object"
+    positions = data.get("positions") if isinstance(data.get("positions"), list) else None
+    taus = list(REFERENCE_TAUS) if positions else ["0.9"]
+    key = "0.9" if tau is None else (tau if isinstance(tau, str) else f"{tau:g}")
+    if key not in taus:
+        return None, f"the reference's evaluation has no threshold {key}"
+    field_name = f"accept_{round(float(key) * 100)}"
+    if positions:
+        curve = [_num(row.get(field_name)) if isinstance(row, dict) else None for row in positions]
+    elif isinstance(metrics.get("position_accept_90"), list):
+        curve = [_num(v) for v in metrics["position_accept_90"]]
+    else:
+        return None, f"{REFERENCE_METRICS} has no acceptance by position"
+    gamma = metrics.get("sd_gamma_decode")
+    view = EvalView(tau=key, by_position=curve, source="reference", thresholds=taus,
+                    gamma=gamma if isinstance(gamma, int) and not isinstance(gamma, bool) and gamma > 0 else None,
+                    accept_rate=_num(metrics.get(field_name)),
+                    token_top1=_num(metrics.get("token_top1_match")), token_top5=_num(metrics.get("token_top5_match")))
+    suffix = round(float(key) * 100)
+    view.prefix = {k: v for k in ("mean", "median") if (v := _num(metrics.get(f"consecutive_{k}_{suffix}"))) is not None}
+    if key == "0.9":  # its decode estimate and end-to-end speedup are at 0.9
+        view.expected_at_gamma = _num(metrics.get("sd_consecutive_gamma5"))
+        view.speedup = _num(metrics.get("speedup_e2e"))
+    return view, None
+
+
 def load_eval(run_dir: Path) -> tuple[Any, EvalView | None, str | None]:
     """(the parsed file, its view at the primary threshold, None), or (None, None, why not):
-    "no eval.json yet", or what is wrong with the file."""
+    "no eval.json yet", or what is wrong with the file. Without eval.json, the reference's
+    acceptance_metrics.json (with position_stats.json) stands in, marked as the reference's."""
     path = Path(run_dir) / EVAL
     if not path.exists():
+        if (Path(run_dir) / REFERENCE_METRICS).exists():
+            metrics, problem = read_object(Path(run_dir) / REFERENCE_METRICS)
+            if problem:
+                return None, None, problem
+            positions = None
+            if (Path(run_dir) / REFERENCE_POSITIONS).exists():
+                try:
+                    positions = read_json(Path(run_dir) / REFERENCE_POSITIONS)
+                except ReadError:
+                    positions = None
+            data = {"reference": True, "metrics": metrics, "positions": positions}
+            return (data, *parse_reference_eval(data))
         return None, None, NO_EVAL
     data, problem = read_object(path)
     if problem:
         return None, None, problem
     return (data, *parse_eval(data))
+
+
+def parse_any_eval(data: Any, tau: float | str | None = None) -> tuple[EvalView | None, str | None]:
+    """parse_eval, or parse_reference_eval for what load_eval read from the reference's files."""
+    if isinstance(data, dict) and data.get("reference") is True:
+        return parse_reference_eval(data, tau)
+    return parse_eval(data, tau)
 
 
 def read_eval(run_dir: Path) -> tuple[EvalView | None, str | None]:

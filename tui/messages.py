@@ -54,3 +54,10 @@ class JobsSubmitted(Message):
     ids: list[int]
     levels: list[str]
     front: bool
+
+
+@dataclass
+class CheckpointDescribed(Message):
+    path: str             # the run directory
+    info: dict | None     # `adapter-engine checkpoint --json`
+    error: str | None

@@ -17,9 +17,9 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from engine.rundir import CONFIG, EVAL, HISTORY, LOG, STATUS
+from engine.rundir import CONFIG, EVAL, HISTORY, LOG, REFERENCE_METRICS, REFERENCE_POSITIONS, STATUS
 
-RUN_FILES = {CONFIG, HISTORY, STATUS, EVAL, LOG}
+RUN_FILES = {CONFIG, HISTORY, STATUS, EVAL, LOG, REFERENCE_METRICS, REFERENCE_POSITIONS}
 # What the handler uses. Without a filter inotify also reports every open and read-only close,
 # so reading 1,000 run directories (3,000+ files) would flood the observer thread.
 EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent,
@@ -37,7 +37,7 @@ class RunFilesChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunFilesChanged) and message.run_dir == self.run_dir and (
-            message.name == self.name or {message.name, self.name} <= {HISTORY, STATUS, CONFIG, EVAL, ""})
+            message.name == self.name or {message.name, self.name} <= RUN_FILES - {LOG} | {""})
 
 
 class LevelDirChanged(Message):
@@ -78,6 +78,8 @@ class _Handler(FileSystemEventHandler):
         elif len(parts) == 2 and is_dir and kind != "modified":
             if parts[0] not in ("datasets", "logs"):
                 self.post(RunFilesChanged(str(self.root / parts[0] / parts[1]), ""))
+        elif len(parts) == 2 and parts[1] in RUN_FILES and parts[0] not in ("datasets", "logs"):
+            self.post(RunFilesChanged(str(self.root / parts[0]), parts[1]))  # RUNS/<RUN>/ (the seed's layout)
         elif len(parts) == 3 and parts[2] in RUN_FILES:
             self.post(RunFilesChanged(str(self.root / parts[0] / parts[1]), parts[2]))
 

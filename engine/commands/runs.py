@@ -20,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+REFERENCE_NOTE = ("† the reference's figures, from its acceptance_metrics.json: E acc@γ is its sd_consecutive_gamma5, "
+                  "speedup its speedup_e2e (docs/SEED.md)")
+
+
 def _fmt(value, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
@@ -59,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Runs in {root}")
+    reference = any(r.eval_source == "reference" for r in rows)
+    table = Table(title=f"Runs in {root}", caption=REFERENCE_NOTE if reference else None)
     columns = ("run", "level", "params", "state", "epochs", "val loss", "cos", "acc@.90", "cons@.90",
                "E acc@γ", "speedup", "time")
     for name in columns:
@@ -67,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         epochs = f"{r.epochs_done}/{r.num_epochs}" if r.num_epochs else str(r.epochs_done)
         state = r.state if not r.error else f"{r.state} ({r.error})"
+        mark = "†" if r.eval_source == "reference" else ""
         table.add_row(r.run, r.level, _params(r.params), state, epochs, _fmt(r.best_val_loss, ".4f"),
                       _fmt(r.cos_sim, ".3f"), _fmt(r.accept_90, ".3f"), _fmt(r.consecutive_90, ".2f"),
-                      _fmt(r.expected_tokens, ".2f"), _fmt(r.speedup, ".2f"), _duration(r.duration_s))
+                      _fmt(r.expected_tokens, ".2f") + mark, _fmt(r.speedup, ".2f") + mark, _duration(r.duration_s))
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     return 0

@@ -230,6 +230,12 @@ class FakeBackend:
         return self.levels_rows or [{"key": k, "params": 1000 * hidden_dim + i, "name": s.name}
                                     for i, (k, s) in enumerate(reg.levels.items())]
 
+    def checkpoint(self, path):
+        self.described = getattr(self, "described", []) + [path]
+        return {"path": path, "format": "reference", "level": "L4", "class": "AttentionAdapter",
+                "init_kwargs": {"hidden_dim": 64, "num_heads": 4}, "params": 12345, "epoch": 7,
+                "metrics": {"accept_90": 0.25}}
+
     def inspect(self, path):
         from tui.backend import BackendError
 
@@ -276,3 +282,27 @@ def screen_text(app) -> str:
                       safe_box=False, color_system=None)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
+
+
+def make_reference_run(root: Path, name: str = "L4_20260206_192256", *, positions: bool = True) -> Path:
+    """A run directory as the reference leaves it, in its layout (RUNS/<RUN>/), with its
+    evaluation's acceptance_metrics.json and position_stats.json beside it."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({
+        "task": "train_L4_Attention", "vlm_only": False,
+        "adapter": {"level": 4, "name": "Attention", "hidden_dim": 4096, "params": 100_714_497},
+        "training": {"epochs": 50, "batch_size": 64}, "timestamp": "20260206_192256", "best_val_loss": 1.2458}))
+    seed_hist = {k: v for k, v in history(3, 1.5).items() if k in ("train_loss", "val_loss", "val_cos_sim",
+                                                                    "val_accept_90")}
+    (run / "history.json").write_text(json.dumps(seed_hist))
+    (run / "best_model.pt").write_bytes(b"a torch file, as far as the TUI knows")
+    (run / "acceptance_metrics.json").write_text(json.dumps({
+        "accept_90": 0.248, "consecutive_mean_90": 7.619, "consecutive_median_90": 5.0, "sd_gamma_decode": 5,
+        "sd_consecutive_gamma5": 4.606, "speedup_e2e": 0.9391, "position_accept_90": [0.95, 0.9, 0.8, 0.6],
+        "token_top1_match": 0.24, "token_top5_match": 0.39}))
+    if positions:
+        (run / "position_stats.json").write_text(json.dumps([
+            {"position": k, "mean": 0.9 - 0.1 * k, "std": 0.1, "num_samples": 10, "accept_80": 0.99 - 0.1 * k,
+             "accept_85": 0.97 - 0.1 * k, "accept_90": 0.95 - 0.1 * k, "accept_95": 0.9 - 0.1 * k} for k in range(4)]))
+    return run

@@ -19,12 +19,12 @@ from textual.widgets import DataTable, Footer, SelectionList, TabbedContent, Tab
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from adapters.registry import Registry
-from engine.rundir import LOG
+from engine.rundir import BEST, FINAL, LAST, LOG
 from engine.runindex import load_runs, summarize
 from tui.backend import Backend
-from tui.data import RunData, parse_eval, read_run
-from tui.messages import (DatasetInspected, JobsSubmitted, LevelsCounted, QueueLoaded, RunRead, RunsLoaded,
-                          SynthProgressed)
+from tui.data import RunData, parse_any_eval, read_run
+from tui.messages import (CheckpointDescribed, DatasetInspected, JobsSubmitted, LevelsCounted, QueueLoaded, RunRead,
+                          RunsLoaded, SynthProgressed)
 from tui.watcher import LevelDirChanged, QueueChanged, RunFilesChanged
 from tui.widgets.acceptance import AcceptancePanel, AcceptanceRun
 from tui.widgets.curves import CurvesPanel
@@ -35,6 +35,7 @@ from tui.widgets.logtail import LogTail
 from tui.widgets.queue import QueuePanel
 
 NOTIFY_STATES = {"done": "information", "failed": "error", "diverged": "error"}
+CHECKPOINTS = (BEST, FINAL, LAST)  # the details pane describes the first that exists
 ACTIVE_STATES = ("running", "queued")
 DEMO_EPOCHS = 10
 
@@ -77,6 +78,7 @@ class MainScreen(Screen):
         self.scan_s: float | None = None
         self.loaded_at = 0.0
         self._panels: set[str] = set()
+        self.checkpoints: dict[tuple[str, int], tuple[dict | None, str | None]] = {}
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="tabs", initial="runs"):
@@ -286,7 +288,39 @@ class MainScreen(Screen):
         self.curves.show_run(run.run, data.history, data.status, run.state)
         if len(self.marked) != 2:
             self.query_one(RunDetails).show_config(run.run, data.config, data.problems, run.error)
+            self._describe_checkpoint()
         self._show_acceptance()
+
+    def _describe_checkpoint(self) -> None:
+        """The selected run's checkpoint, read by the engine once the Details tab shows it (the
+        engine needs torch: a subprocess, so not for every row scrolled past)."""
+        path = self.selected
+        if not path or self.query_one("#inspector", TabbedContent).active != "details":
+            return
+        checkpoint = next((Path(path) / name for name in CHECKPOINTS if (Path(path) / name).is_file()), None)
+        if checkpoint is None:
+            self.query_one(RunDetails).show_checkpoint(None)
+            return
+        stamp = (str(checkpoint), checkpoint.stat().st_mtime_ns)
+        if stamp in self.checkpoints:
+            self.query_one(RunDetails).show_checkpoint(*self.checkpoints[stamp])
+            return
+        self.describe_checkpoint(path, stamp)
+
+    @work(thread=True, exclusive=True, group="checkpoint", exit_on_error=False)
+    def describe_checkpoint(self, path: str, stamp: tuple[str, int]) -> None:
+        try:
+            info, error = self.backend.checkpoint(stamp[0]), None
+        except Exception as exc:  # a broken or foreign file: say so in the pane
+            info, error = None, str(exc)
+        if not get_current_worker().is_cancelled:
+            self.checkpoints[stamp] = (info, error)
+            self.post_message(CheckpointDescribed(path, info, error))
+
+    @on(CheckpointDescribed)
+    def _checkpoint_described(self, message: CheckpointDescribed) -> None:
+        if message.path == self.selected and len(self.marked) != 2:
+            self.query_one(RunDetails).show_checkpoint(message.info, message.error)
 
     @on(Leaderboard.MarksChanged)
     def _marks_changed(self, message: Leaderboard.MarksChanged) -> None:
@@ -317,7 +351,7 @@ class MainScreen(Screen):
                 continue
             view, problem = data.evaluation, data.eval_problem
             if self.accept_tau is not None and data.eval_data is not None:
-                view, problem = parse_eval(data.eval_data, self.accept_tau)
+                view, problem = parse_any_eval(data.eval_data, self.accept_tau)
             runs.append(AcceptanceRun(data.summary.run, view, problem, path == self.selected))
         for panel in self.query(AcceptancePanel):
             if panel.is_mounted:  # else it asks again when it is (AcceptancePanel.Mounted)
@@ -540,6 +574,8 @@ class MainScreen(Screen):
     @on(TabbedContent.TabActivated, "#inspector")
     def _inspector_activated(self, event: TabbedContent.TabActivated) -> None:
         self._mount_panels({event.pane.id})
+        if event.pane.id == "details":
+            self._describe_checkpoint()
 
     def run_data(self, path: str) -> Any:
         return self.cache.get(path)

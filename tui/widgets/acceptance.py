@@ -52,6 +52,9 @@ def caption(run: AcceptanceRun) -> Text:
     if view.token_top5 is not None:
         parts.append(f"top-5 {fmt_float(view.token_top5, 3)}")
     text = Text(f"{mark}{run.name}", style="bold" if run.selected else "")
+    if view.source == "reference":
+        text.append(" · the reference's figures (acceptance at each position; its end-to-end speedup)",
+                    style="italic yellow")
     text.append(" · " + " · ".join(parts) if parts else " · eval.json has no summary numbers")
     return text
 
@@ -120,12 +123,17 @@ class AcceptancePanel(ThrottledRedraw, Vertical):
         cut = visible_positions([r.view.by_position for r in with_data], gamma)
         self.title = f"acceptance by position @{'/'.join(taus)}" + (f" · │ at γ={gamma}" if gamma else "")
         plt.title(self.title)
-        plt.xlabel("position k (first k drafted tokens all accepted)")
+        sources = {r.view.source for r in with_data}
+        plt.xlabel("position k: " + " · ".join(label for source, label in (
+            ("ours", "first k drafted tokens all accepted"), ("reference", "reference†: token k accepted"))
+            if source in sources))
         for run in with_data:
             points = [(k, p) for k, p in enumerate(run.view.by_position[:cut], 1) if p is not None]
             if points:
                 xs, ys = zip(*points)
                 label = run.name if len(with_data) > 1 or len(runs) > 1 else f"{run.name} @{run.view.tau}"
+                if run.view.source == "reference":
+                    label += " †"
                 plt.plot(list(xs), list(ys), label=label, marker="braille")
         if gamma and gamma <= cut:
             plt.vline(gamma)

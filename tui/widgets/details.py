@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -27,6 +28,31 @@ class RunDetails(VerticalScroll):
 
     def compose(self):
         yield Static("Select a run.", id="details-body")
+        yield Static(id="details-checkpoint")
+
+    def show_checkpoint(self, info: dict | None, error: str | None = None) -> None:
+        """What the run's checkpoint holds (read by the engine): ours or the reference's."""
+        box = self.query_one("#details-checkpoint", Static)
+        if error:
+            box.update(Text(f"checkpoint: {error}", style="red"))
+            return
+        if not info:
+            box.update("")
+            return
+        source = "the reference's" if info.get("format") == "reference" else "adapter-tui"
+        table = Table(title=f"{Path(str(info.get('path', ''))).name}: {source} checkpoint", expand=True,
+                      show_edge=False)
+        table.add_column("key", style="bold", no_wrap=True)
+        table.add_column("value")
+        params = info.get("params")
+        rows = {"level": f"{info.get('level')} ({info.get('class')})",
+                "parameters": f"{params:,}" if isinstance(params, int) else "—",
+                "epoch": info.get("epoch"), **{f"arguments.{k}": v for k, v in (info.get("init_kwargs") or {}).items()},
+                **{f"saved metrics.{k}": v for k, v in (info.get("metrics") or {}).items()}}
+        for key, value in rows.items():
+            if value is not None:
+                table.add_row(key, _value(value))
+        box.update(table)
 
     def show_config(self, name: str, config: dict, problems: list[str], error: str | None = None) -> None:
         table = Table(title=f"{name}: config", expand=True, show_edge=False)

@@ -36,6 +36,7 @@ EVAL_COLUMNS = [
     ("expected_tokens", "E[tok]", lambda v: fmt_float(v, 2)),
     ("speedup", "speedup", lambda v: fmt_float(v, 2) + "x" if v is not None else "—"),
 ]
+REFERENCE_COLUMNS = {"prefix_mean_90", "expected_tokens", "speedup"}
 BEST_COLUMNS = {"best_val_loss", "cos_sim", "accept_90", "consecutive_90", "prefix_mean_90",
                 "expected_tokens", "speedup"}
 STATE_STYLE = {"running": "bold cyan", "done": "green", "failed": "bold red", "diverged": "bold red",
@@ -245,8 +246,10 @@ class Leaderboard(Vertical):
             fmt = next(f for k, _, f in self._columns if k == key)
         value = getattr(run, key)
         best = (key in self._best and value is not None and value == self._best[key] and len(self.rows) > 1)
-        return Cell(fmt(value) if fmt else str(value), "bold reverse green" if best else "",
-                    "left" if key in LEFT else "right")
+        plain = fmt(value) if fmt else str(value)
+        if run.eval_source == "reference" and key in REFERENCE_COLUMNS and value is not None:
+            plain += "†"  # the reference's own definition (its acceptance_metrics.json)
+        return Cell(plain, "bold reverse green" if best else "", "left" if key in LEFT else "right")
 
     # -- selection ---------------------------------------------------------------------------
     @property
@@ -283,8 +286,10 @@ class Leaderboard(Vertical):
         arrow = "↑" if self.reverse else "↓"
         note = f" · filter '{self.filter_text}'" if self.filter_text else ""
         marked = f" · {len(self.marked)} marked" if self.marked else ""
+        reference = " · † the reference's figures" if any(
+            r.eval_source == "reference" for r in self.rows.values()) and self.show_eval else ""
         self.query_one("#sortline", Static).update(
-            f"{len(self.rows)} runs · sort {self.sort_key} {arrow}{note}{marked}")
+            f"{len(self.rows)} runs · sort {self.sort_key} {arrow}{note}{marked}{reference}")
 
     def _sort_keys(self) -> list[str]:
         return [k for k, _, _ in self._columns if k in SORT_KEYS]
