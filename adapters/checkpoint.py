@@ -123,6 +123,6 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle) if path.is_file() else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return config if isinstance(config, dict) else {}

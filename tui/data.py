@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.fileio import ReadError, read_json
+from engine.fileio import ReadError, open_regular, read_json
 from engine.rundir import CONFIG, EVAL, HISTORY, REFERENCE_METRICS, REFERENCE_POSITIONS, STATUS
 from engine.runindex import RunSummary, summarize
 
@@ -218,7 +218,23 @@ def read_run(path: str | os.PathLike, *, full: bool = True) -> RunData:
         if problem:
             data.problems.append(problem)
     data.eval_data, data.evaluation, data.eval_problem = load_eval(run_dir)
+    if data.eval_problem == NO_EVAL:
+        data.eval_problem = why_no_eval(data.summary, data.config)
     return data
+
+
+def why_no_eval(summary: RunSummary, config: dict[str, Any]) -> str:
+    """Why a run has no eval.json: not yet, or never (and how to get one)."""
+    settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
+    if summary.state in ("running", "queued"):
+        return "no eval.json yet (written when the run ends)"
+    if summary.state != "done":
+        return f"no eval.json: the run ended {summary.state}"
+    if summary.seed_format:
+        return "no eval.json: the reference's runs have none (`adapter-engine eval RUN` writes one)"
+    if settings.get("no_eval"):
+        return "no eval.json: trained with --no_eval (`adapter-engine eval RUN` writes one)"
+    return "no eval.json: the evaluation at the end failed (see train.log; `adapter-engine eval RUN` retries)"
 
 
 def ema(values: list[float | None], alpha: float = 0.4) -> list[float | None]:
@@ -277,7 +293,7 @@ def read_tail(path: Path, offset: int, max_bytes: int = 64_000) -> tuple[str, in
     if size == offset and not reset:
         return "", offset, False
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:  # a FIFO named train.log must not hang the app
             handle.seek(offset)
             chunk = handle.read(max(0, size - offset))
     except OSError:
