@@ -156,8 +156,9 @@ def test_an_abandoned_pass_stops_its_thread_and_the_next_pass_is_whole(tiny_data
 @pytest.mark.parametrize("ahead", [False, True])
 def test_a_bad_chunk_mid_epoch_reaches_the_consumer(tmp_path, ahead):
     make_synth(tmp_path, samples=96, val_samples=8, hidden_dim=16, max_seq=6, chunk_size=32)
+    dataset = open_dataset(tmp_path / "train")  # checks every chunk: the damage comes later
     (tmp_path / "train" / "chunks" / "chunk_000002.pt").write_bytes(b"not a torch file")
-    loader = val_loader(open_dataset(tmp_path / "train"), 8, reuse_buffers=3, gather_ahead=ahead)
+    loader = val_loader(dataset, 8, reuse_buffers=3, gather_ahead=ahead)
     drawn = []
     with pytest.raises(DataError, match="chunk_000002"):
         for batch in loader:

@@ -150,8 +150,17 @@ def _open_chunked(path: Path) -> Dataset:
     total = index.get("total_samples")
     if total is not None and total != start:
         raise DataError(f"{index_path}: total_samples is {total} but the chunks hold {start}")
+    # Every chunk's header now (memory-mapped: shapes, lengths, counts), so a bad chunk fails the
+    # run before it starts, not hours in. Values (NaN/Inf) are `data inspect --deep`'s.
     first = load_chunk(refs[0], mmap=True)
-    return Dataset(path, "chunked", refs, first.egpt.shape[2], first.egpt.shape[1], str(first.egpt.dtype).replace("torch.", ""), index)
+    shape = first.egpt.shape[1:]
+    for ref in refs[1:]:
+        chunk = load_chunk(ref, first.egpt.shape[2], mmap=True)
+        if chunk.egpt.dtype != first.egpt.dtype:
+            raise DataError(f"{ref.path}: {chunk.egpt.dtype} differs from the first chunk's {first.egpt.dtype}; "
+                            "re-export it")
+        del chunk
+    return Dataset(path, "chunked", refs, shape[1], shape[0], str(first.egpt.dtype).replace("torch.", ""), index)
 
 
 def _open_single(path: Path) -> Dataset:
@@ -165,17 +174,20 @@ def _open_single(path: Path) -> Dataset:
 
 
 def open_dataset(path: str | Path) -> Dataset:
-    """Open a chunked directory, a packed directory or a single .pt file (shapes checked)."""
+    """Open a chunked directory, a packed directory or a single .pt file (every chunk's shapes
+    and lengths checked). A dataset without a sample is an error too."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"dataset {path} does not exist; check the path or run `adapter-engine synth {path}`")
     if path.is_dir():
         from engine.data import packed
 
-        if packed.is_packed(path):
-            return packed.open_packed(path)
-        return _open_chunked(path)
-    return _open_single(path)
+        dataset = packed.open_packed(path) if packed.is_packed(path) else _open_chunked(path)
+    else:
+        dataset = _open_single(path)
+    if dataset.num_samples == 0:
+        raise DataError(f"dataset {path} holds no samples; point at a dataset with data in it")
+    return dataset
 
 
 def split_train_val(train: Dataset, val_split: float, seed: int) -> tuple[Dataset, Dataset, str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -24,7 +23,7 @@ import torch
 
 from adapters.errors import UserInputError
 from engine.data.formats import Chunk, ChunkRef, DataError, Dataset, load_chunk, open_dataset
-from engine.fileio import ReadError, atomic_writer, read_json, write_json
+from engine.fileio import ReadError, atomic_writer, make_dirs, read_json, shared_tempdir, unwritable_dir, write_json
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SUFFIXES = (".egpt.bin", ".vl.bin", ".lens.bin")
@@ -58,13 +57,14 @@ def open_packed(path: Path) -> Dataset:
             refs.append(ChunkRef(path / "chunks" / name, int(entry["n_samples"]), start, kind="packed",
                                  n_tokens=int(entry["n_tokens"]), dtype=dtype, hidden_dim=hidden))
             start += int(entry["n_samples"])
-        padded = max(int(entry["max_len"]) for entry in entries)
+        padded = max((int(entry["max_len"]) for entry in entries), default=0)
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{path}/index.json is not a valid packed index ({exc}); re-run `adapter-engine data pack`") from None
-    for ref in refs:
+    for ref in refs:  # every chunk's sizes and lengths now, so a bad one fails before a run starts
         for suffix in SUFFIXES:
             if not ref.path.with_name(ref.path.name + suffix).is_file():
                 raise DataError(f"{path}: {ref.path.name}{suffix} listed in index.json is missing")
+        load_packed_chunk(ref)
     return Dataset(path, "packed", refs, hidden, padded, dtype, index)
 
 
@@ -98,6 +98,22 @@ def _write_raw(tensor: torch.Tensor, path: Path) -> None:
         handle.write(data.tobytes())
 
 
+def _check_destination(src: Path, dst: Path, force: bool) -> None:
+    """DST may be new, or (with --force) a dataset or an empty directory to replace; never the
+    source, a directory around it, a directory inside it, a file, or anything else."""
+    source, target = src.resolve(), dst.resolve()
+    if target == source or target in source.parents or source in target.parents:
+        raise UserInputError(f"{dst} and {src} overlap (one holds the other); pack into a new directory")
+    problem = unwritable_dir(dst)
+    if problem:
+        raise UserInputError(f"cannot pack into {dst}: {problem}")
+    if dst.exists():
+        if not force:
+            raise UserInputError(f"{dst} already exists; pass --force to overwrite it")
+        if not (dst / "index.json").is_file() and any(dst.iterdir()):
+            raise UserInputError(f"{dst} is not a dataset (no index.json) and not empty; refusing to replace it")
+
+
 def pack(src: Path, dst: Path, dtype: str = "bf16", force: bool = False,
          progress: Callable[[str], None] = lambda line: None) -> dict:
     """Rewrite a dataset without padding. Built in a temp dir beside DST, then moved into place."""
@@ -107,10 +123,9 @@ def pack(src: Path, dst: Path, dtype: str = "bf16", force: bool = False,
     if dataset.format == "packed":
         raise UserInputError(f"{src} is already packed")
     dst = Path(dst)
-    if dst.exists() and not force:
-        raise UserInputError(f"{dst} already exists; pass --force to overwrite it")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}.pack-", dir=dst.parent))
+    _check_destination(Path(src), dst, force)
+    created = make_dirs(dst.parent)
+    staging = shared_tempdir(f".{dst.name}.pack-", dst.parent)
     try:
         (staging / "chunks").mkdir()
         entries, total_tokens = [], 0
@@ -131,9 +146,17 @@ def pack(src: Path, dst: Path, dtype: str = "bf16", force: bool = False,
             "hidden_dim": dataset.hidden_dim, "total_samples": dataset.num_samples, "total_tokens": total_tokens,
             "source": str(src), "chunks": entries, "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         })
-        if dst.exists():
-            shutil.rmtree(dst)
-        staging.replace(dst)
+        if dst.exists():  # a dataset or an empty directory (checked): set it aside, then drop it
+            old = dst.with_name(f".{dst.name}.replaced-{staging.name}")
+            dst.replace(old)
+            staging.replace(dst)
+            shutil.rmtree(old)
+        else:
+            staging.replace(dst)
+    except OSError as exc:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise UserInputError(f"cannot write {dst}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     src_bytes = sum(f.stat().st_size for f in Path(src).rglob("*") if f.is_file()) if Path(src).is_dir() else Path(src).stat().st_size

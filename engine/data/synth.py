@@ -21,8 +21,8 @@ seed + 1 and validation samples from seed + 2.
 from __future__ import annotations
 
 import math
+import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +32,8 @@ import torch
 
 from adapters.checkpoint import atomic_torch_save
 from adapters.errors import UserInputError
-from engine.fileio import write_json
+from adapters.registry import MAX_HIDDEN_DIM
+from engine.fileio import make_dirs, shared_tempdir, unwritable_dir, write_json
 
 
 @dataclass(frozen=True)
@@ -127,16 +128,29 @@ def synthesize(out: Path, cfg: SynthConfig, *, lm_head: bool = False, force: boo
                              ("chunk_size", cfg.chunk_size, 1)):
         if value < low:
             raise UserInputError(f"--{name} must be >= {low}, got {value}")
+    # the generator's own matrices are [H, H] and a chunk [chunk, S, H], twice: refuse what cannot fit
+    need = 4 * (4 * cfg.hidden_dim ** 2 + 2 * min(cfg.chunk_size, max(cfg.samples, cfg.val_samples)) * cfg.max_seq * cfg.hidden_dim)
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if cfg.hidden_dim > MAX_HIDDEN_DIM or (have and need > have):
+        raise UserInputError(f"a synthetic set at hidden size {cfg.hidden_dim} with chunks of {cfg.chunk_size} x "
+                             f"{cfg.max_seq} needs ~{need / 2**30:,.1f} GiB of memory; use smaller sizes")
     if cfg.min_seq > cfg.max_seq:
         cfg = SynthConfig(**{**asdict(cfg), "min_seq": cfg.max_seq})
     out = Path(out)
+    problem = unwritable_dir(out)
+    if problem:
+        raise UserInputError(f"cannot write the dataset: {problem}")
     targets = [out / "train", out / "val"] + ([out / "lm_head.pt"] if lm_head else [])
     existing = [t for t in targets if t.exists()]
     if existing and not force:
         raise UserInputError(f"{existing[0]} already exists; pass --force to overwrite it")
-    out.mkdir(parents=True, exist_ok=True)
+    for target in existing:  # --force replaces only what synth writes: datasets and an LM head file
+        is_dataset = target.is_dir() and ((target / "index.json").is_file() or not any(target.iterdir()))
+        if not (is_dataset if target.name != "lm_head.pt" else target.is_file()):
+            raise UserInputError(f"{target} is not a dataset synth wrote; refusing to replace it")
+    created = make_dirs(out)
     gen = Generator(cfg)
-    staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=out))
+    staging = shared_tempdir(".synth-", out)
     try:
         _write_split(gen, staging / "train", cfg.samples, cfg.seed + 1, progress)
         _write_split(gen, staging / "val", cfg.val_samples, cfg.seed + 2, progress)
@@ -148,6 +162,11 @@ def synthesize(out: Path, cfg: SynthConfig, *, lm_head: bool = False, force: boo
             elif target.exists():
                 target.unlink()
             (staging / target.name).replace(target)
+    except (OSError, RuntimeError) as exc:  # a full disk, say (torch.save says so with a RuntimeError)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+        raise UserInputError(f"cannot write the dataset into {out}: {reason}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
