@@ -5,6 +5,7 @@ Torch-free. The trainer writes through `RunDir`; readers use `engine.runindex`.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import time
@@ -15,6 +16,7 @@ from typing import Any
 from adapters.errors import UserInputError
 from adapters.registry import is_safe_name
 from engine.fileio import write_json
+from engine.process import start_of
 
 CONFIG, HISTORY, STATUS, LOG = "config.json", "history.json", "status.json", "train.log"
 BEST, LAST, FINAL, CURVES, EVAL = "best_model.pt", "last.pt", "final_model.pt", "training_curves.png", "eval.json"
@@ -61,16 +63,35 @@ def new_run_dir(output_dir: Path, prefix: str, stamp: str, *, nested: bool = Tru
     raise UserInputError(f"too many runs named {prefix}_{stamp} under {parent}")
 
 
-def pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+LOCK = ".lock"  # held (flock) by the one process that trains the run
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of its trainer, so that no second
+    trainer (a resume of a live run, a queue retry, another host on a shared filesystem where
+    flock works) ever writes the same run."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise UserInputError(f"{self.path.parent} is being trained by {holder}; wait for it to end, or cancel "
+                                 "it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
 
 
 class StatusWriter:
@@ -82,7 +103,7 @@ class StatusWriter:
         self.interval_s = interval_s
         self._last_write = 0.0
         self.data: dict[str, Any] = {
-            "state": "running", "pid": os.getpid(), "host": socket.gethostname(),
+            "state": "running", "pid": os.getpid(), "pid_start": start_of(os.getpid()), "host": socket.gethostname(),
             "started_at": now_iso(), "updated_at": now_iso(), "epoch": 0, "num_epochs": None,
             "step": 0, "steps_per_epoch": None, "running_loss": None, "tokens_per_s": None,
             "eta_s": None, "best_val_loss": None, "best_epoch": None, "device": None, "error": None,

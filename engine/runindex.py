@@ -19,7 +19,8 @@ from typing import Any, Iterator
 
 from adapters import seed
 from engine.fileio import ReadError, read_json
-from engine.rundir import CONFIG, EVAL, HISTORY, REFERENCE_METRICS, STALE_AFTER_S, STATUS, pid_alive
+from engine.process import is_running
+from engine.rundir import CONFIG, EVAL, HISTORY, REFERENCE_METRICS, STALE_AFTER_S, STATUS
 
 
 @dataclass
@@ -110,7 +111,8 @@ def effective_state(status: dict) -> str:
     state = status.get("state", "unknown")
     if state != "running":
         return state if isinstance(state, str) else "unknown"
-    if status.get("host") == socket.gethostname() and not pid_alive(status.get("pid")):
+    start = status.get("pid_start") if isinstance(status.get("pid_start"), str) else None
+    if status.get("host") == socket.gethostname() and not is_running(status.get("pid"), start):
         return "interrupted"
     age = _age_s(status.get("updated_at"))
     if age is not None and age > STALE_AFTER_S:

@@ -22,7 +22,7 @@ from adapters.errors import UserInputError
 from engine.queue import Job, JobQueue, Worker, trainer_command
 from engine.queue import db as queue_db
 from engine.queue.worker import acquire_lock, WorkerAlreadyRunning
-from engine.rundir import pid_alive
+from engine.process import pid_exists as pid_alive
 
 # A stand-in for `adapter-engine train` that honours the same contract: it writes its run
 # directory's path to $ADAPTER_ENGINE_RUN_DIR_FILE, keeps status.json, stops on SIGTERM with
@@ -151,7 +151,7 @@ def test_an_older_database_is_migrated(runs, monkeypatch):
     monkeypatch.setattr(queue_db, "MIGRATIONS", queue_db.MIGRATIONS + ["ALTER TABLE jobs ADD COLUMN note TEXT"])
     monkeypatch.setattr(queue_db, "SCHEMA_VERSION", len(queue_db.MIGRATIONS))
     with JobQueue(runs) as q:
-        assert q.schema_version() == 2
+        assert q.schema_version() == len(queue_db.MIGRATIONS)
         assert q.jobs()[0].args == {"num_epochs": 2}
     con = sqlite3.connect(runs / "queue.db")
     assert "note" in [row[1] for row in con.execute("PRAGMA table_info(jobs)")]

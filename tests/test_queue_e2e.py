@@ -18,7 +18,7 @@ from support import wait_for
 
 from engine.cli import main
 from engine.queue import JobQueue, ensure_worker
-from engine.rundir import pid_alive
+from engine.process import pid_exists as pid_alive
 
 ENGINE = [sys.executable, "-m", "engine"]
 

@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator
 from adapters.errors import UserInputError
 from adapters.registry import is_safe_name
 from engine.fileio import ReadError, read_json, write_json
-from engine.rundir import LAST, STATUS, now_iso, pid_alive
+from engine.process import is_running, start_of
+from engine.rundir import FINISHED, LAST, STATUS, now_iso
 
 DB_NAME = "queue.db"
 STATES = ("queued", "running", "done", "failed", "cancelled", "diverged", "interrupted")
@@ -76,12 +77,15 @@ MIGRATIONS: list[str] = [
         stopped_at  TEXT
     );
     """,
+    # Each pid with its process's start (engine.process), so a reused pid is never trusted or signalled.
+    """
+    ALTER TABLE jobs ADD COLUMN pid_start TEXT;
+    ALTER TABLE jobs ADD COLUMN worker_pid_start TEXT;
+    ALTER TABLE worker ADD COLUMN pid_start TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_COLUMNS = ("id", "level", "dataset", "args", "state", "position", "run_dir", "pid", "host", "worker_pid",
-            "created_at", "started_at", "finished_at", "exit_code", "error", "nproc", "gpus", "resume",
-            "attempts", "cancel_requested_at", "config")
 
 
 @dataclass
@@ -109,6 +113,7 @@ class Job:
     cancel_requested: bool = False
     worker_pid: int | None = None
     config: str | None = None
+    pid_start: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +175,36 @@ def _check_nproc(nproc: Any) -> int:
     return nproc
 
 
+def _busy(exc: sqlite3.Error) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def database_problem(path: Path, exc: sqlite3.Error) -> str:
+    """One line saying what is wrong with queue.db, and what to do."""
+    text = str(exc)
+    if "not a database" in text or isinstance(exc, sqlite3.DatabaseError) and "malformed" in text:
+        return f"{path} is not a queue database ({text}); move it aside and the queue starts empty"
+    if "full" in text:
+        return f"cannot write {path}: the disk is full; free some space"
+    if "readonly" in text or "read-only" in text:
+        return f"cannot write {path}: it is read-only"
+    return f"cannot use {path}: {text}"
+
+
+def run_final_state(run_dir: str | None) -> tuple[str, str | None] | None:
+    """(state, error) when the run's status.json says it ended, else None."""
+    if not run_dir:
+        return None
+    try:
+        status = read_json(Path(run_dir) / STATUS)
+    except ReadError:
+        return None
+    if not isinstance(status, dict) or status.get("state") not in FINISHED:
+        return None
+    error = status.get("error")
+    return status["state"], error if isinstance(error, str) else None
+
+
 def mark_run_status(run_dir: str | None, state: str, error: str | None = None) -> bool:
     """If run_dir/status.json still says `running`, rewrite it (atomically) with `state`.
     Returns whether it was rewritten. Never raises for a missing or broken file."""
@@ -207,15 +242,17 @@ class JobQueue:
         self.path = self.runs_dir / DB_NAME
         self.host = socket.gethostname()
         self._lock = threading.RLock()
+        if self.path.exists() and not self.path.is_file():
+            raise UserInputError(f"{self.path} is not a regular file; move it aside and the queue starts empty")
         try:
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                        check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._set_wal()
+            self._migrate()
         except sqlite3.Error as exc:
-            raise UserInputError(f"cannot open {self.path}: {exc}") from None
-        self._db.row_factory = sqlite3.Row
-        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._set_wal()
-        self._migrate()
+            raise UserInputError(database_problem(self.path, exc)) from None
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -231,14 +268,15 @@ class JobQueue:
 
     def _set_wal(self) -> None:
         # Switching to WAL needs a moment of exclusive access; another process opening the
-        # database at the same instant can make it fail once. It is persistent once set.
+        # database at the same instant can make it fail once (busy). It is persistent once set.
         for attempt in range(50):
             try:
                 mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() == "wal":
                     return
-            except sqlite3.OperationalError:
-                pass
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):  # a full disk, a read-only file...: say so at once
+                    raise
             time.sleep(0.05 * (attempt + 1))
         raise UserInputError(f"cannot switch {self.path} to WAL mode (is it on a network file system?)")
 
@@ -247,13 +285,19 @@ class JobQueue:
         """One write transaction, taken with BEGIN IMMEDIATE: writers queue up instead of
         failing, and a read-then-write inside cannot race another process."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    if self._db.in_transaction:  # SQLite has rolled back already after a full disk
+                        self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if _busy(exc):
+                    raise
+                raise UserInputError(database_problem(self.path, exc)) from None
 
     def _migrate(self) -> None:
         with self._tx() as db:
@@ -286,7 +330,7 @@ class JobQueue:
             exit_code=row["exit_code"], error=row["error"], nproc=row["nproc"], gpus=row["gpus"],
             resume=bool(row["resume"]), attempts=row["attempts"],
             cancel_requested=row["cancel_requested_at"] is not None, worker_pid=row["worker_pid"],
-            config=row["config"],
+            config=row["config"], pid_start=row["pid_start"],
         )
 
     def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
@@ -484,16 +528,22 @@ class JobQueue:
             time.sleep(0.2)
 
     def _process_alive(self, row: sqlite3.Row) -> bool:
-        """Whether the job's trainer (or, before it started, its worker) still exists. Only
-        meaningful on the job's host."""
+        """Whether the job's trainer (or, before it started, its worker) is still that process.
+        Only meaningful on the job's host."""
         if row["pid"]:
-            return pid_alive(row["pid"])
-        return pid_alive(row["worker_pid"])
+            return is_running(row["pid"], row["pid_start"])
+        return is_running(row["worker_pid"], row["worker_pid_start"])
 
     def _finish_gone(self, db: sqlite3.Connection, row: sqlite3.Row, state: str, error: str) -> None:
-        db.execute("UPDATE jobs SET state = ?, finished_at = ?, error = COALESCE(error, ?) WHERE id = ?",
-                    (state, now_iso(), error, row["id"]))
-        mark_run_status(row["run_dir"], state, error)
+        """A job whose process is gone ends as its run says it ended (a trainer can finish after
+        its worker died), else as `state`, which its run's status.json then says too."""
+        final = run_final_state(row["run_dir"])
+        if final is not None:
+            state, error = final
+        else:
+            mark_run_status(row["run_dir"], state, error)
+        db.execute("UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+                   (state, now_iso(), error if state != "done" else None, row["id"]))
 
     def recover(self, skip: set[int] | frozenset[int] = frozenset()) -> list[int]:
         """A `running` job on this host whose process is gone becomes `interrupted` (or
@@ -532,16 +582,18 @@ class JobQueue:
                 if row["nproc"] > free_slots:
                     return None
                 gpus = gpus_for(row["nproc"]) if gpus_for else None
-                db.execute("UPDATE jobs SET state = 'running', position = NULL, host = ?, worker_pid = ?, pid = NULL, "
-                           "gpus = ?, started_at = ?, finished_at = NULL, exit_code = NULL, error = NULL, "
-                           "attempts = attempts + 1 WHERE id = ? AND state = 'queued'",
-                           (self.host, worker_pid, gpus, now_iso(), row["id"]))
+                db.execute("UPDATE jobs SET state = 'running', position = NULL, host = ?, worker_pid = ?, "
+                           "worker_pid_start = ?, pid = NULL, pid_start = NULL, gpus = ?, started_at = ?, "
+                           "finished_at = NULL, exit_code = NULL, error = NULL, attempts = attempts + 1 "
+                           "WHERE id = ? AND state = 'queued'",
+                           (self.host, worker_pid, start_of(worker_pid), gpus, now_iso(), row["id"]))
                 row = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
                 return self._job(row)
 
     def set_started(self, job_id: int, pid: int, gpus: str | None) -> None:
         with self._tx() as db:
-            db.execute("UPDATE jobs SET pid = ?, gpus = ? WHERE id = ?", (pid, gpus, job_id))
+            db.execute("UPDATE jobs SET pid = ?, pid_start = ?, gpus = ? WHERE id = ?",
+                       (pid, start_of(pid), gpus, job_id))
 
     def set_run_dir(self, job_id: int, run_dir: str) -> None:
         with self._tx() as db:
@@ -568,7 +620,7 @@ class JobQueue:
         """Running jobs on this host whose trainer is alive. Those a worker does not already
         watch outlived the worker that started them; the new worker adopts them."""
         rows = self._rows("SELECT * FROM jobs WHERE state = 'running' AND host = ? AND pid IS NOT NULL", (self.host,))
-        return [self._job(r) for r in rows if pid_alive(r["pid"])]
+        return [self._job(r) for r in rows if is_running(r["pid"], r["pid_start"])]
 
     def adopt(self, job_id: int, worker_pid: int) -> None:
         with self._tx() as db:
@@ -578,8 +630,9 @@ class JobQueue:
         now = now_iso()
         with self._tx() as db:
             if starting:
-                db.execute("INSERT OR REPLACE INTO worker (id, pid, host, gpus, started_at, heartbeat, stopped_at) "
-                           "VALUES (1, ?, ?, ?, ?, ?, NULL)", (pid, self.host, gpus, now, now))
+                db.execute("INSERT OR REPLACE INTO worker (id, pid, pid_start, host, gpus, started_at, heartbeat, "
+                           "stopped_at) VALUES (1, ?, ?, ?, ?, ?, ?, NULL)",
+                           (pid, start_of(pid), self.host, gpus, now, now))
             else:
                 db.execute("UPDATE worker SET heartbeat = ? WHERE id = 1 AND pid = ? AND host = ?",
                            (now, pid, self.host))
@@ -609,6 +662,6 @@ class JobQueue:
         row = rows[0]
         age = age_s(row["heartbeat"])
         alive = (row["stopped_at"] is None and age is not None and age < HEARTBEAT_STALE_S
-                 and (row["host"] != self.host or pid_alive(row["pid"])))
+                 and (row["host"] != self.host or is_running(row["pid"], row["pid_start"])))
         return WorkerStatus(alive=alive, pid=row["pid"], host=row["host"], heartbeat=row["heartbeat"],
                             running=running, started_at=row["started_at"], gpus=row["gpus"], counts=counts)

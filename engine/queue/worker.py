@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from adapters.errors import UserInputError
-from engine.fileio import ReadError, read_json
+from engine.fileio import ReadError, open_regular, read_json
 from engine.launch import torchrun_command
 from engine.queue.db import Job, JobQueue, mark_run_status
 from engine.queue.signals import terminate_group
-from engine.rundir import RUN_DIR_FILE_ENV, STATUS, now_iso, pid_alive
+from engine.process import is_running
+from engine.rundir import RUN_DIR_FILE_ENV, STATUS, now_iso
 
 LOCK_NAME = "worker.lock"
 WORKER_LOG = "worker.log"
@@ -80,7 +81,7 @@ def parse_gpus(gpus: str | None) -> list[str] | None:
 def last_line(path: Path, limit: int = 500) -> str | None:
     """The last non-empty line of a log file (its tail only), or None."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
             handle.seek(max(0, size - 16384))
@@ -317,7 +318,7 @@ class Worker:
                 if code is None:
                     continue
             else:
-                if pid_alive(child.pid):
+                if is_running(child.pid, child.job.pid_start):  # adopted: not its parent, so no exit code
                     continue
                 code = None
             self._finish(child, code)
