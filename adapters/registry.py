@@ -7,10 +7,11 @@ architecture defaults, training defaults and flags. Any error names the table an
 from __future__ import annotations
 
 import inspect
-from contextlib import nullcontext
+import math
 import os
 import re
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from adapters.errors import ConfigError
 from adapters.zoo import CLASSES, adapter_class
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+MAX_HIDDEN_DIM = 1 << 20  # beyond any model's hidden size; larger ones overflow even a meta-device count
 CONFIG_ENV = "ADAPTER_TUI_CONFIG"
 
 ARCH_KEYS: dict[str, type] = {
@@ -112,6 +114,8 @@ def _typed(table: str, key: str, value: Any, kind: type) -> Any:
         raise ConfigError(f"[{table}] {key} must be {kind.__name__}, got {type(value).__name__} {value!r}")
     if kind is int and value < 1:
         raise ConfigError(f"[{table}] {key} must be >= 1, got {value}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"[{table}] {key} must be a finite number, got {value}")
     if kind is float and key in ("learning_rate", "draft_cost") and not value > 0:
         raise ConfigError(f"[{table}] {key} must be > 0, got {value}")
     if key == "dropout" and not 0.0 <= value < 1.0:
@@ -170,6 +174,8 @@ def _parse_eval(raw: Any) -> dict[str, Any]:
 def load_registry(path: str | os.PathLike | None = None) -> Registry:
     """Read and validate adapters.toml. Raises ConfigError naming the table and key."""
     path = Path(path) if path is not None else default_config_path()
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"config {path} is not a regular file; pass --config PATH")
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -187,6 +193,9 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
         raise ConfigError(f"[levels] in {path} must hold at least one level table")
     levels = {key: _parse_level(key, raw) for key, raw in raw_levels.items()}
 
+    for section in ("presets", "datasets", "eval"):
+        if not isinstance(doc.get(section, {}), dict):
+            raise ConfigError(f"[{section}] in {path} must be a table, got {type(doc[section]).__name__}")
     presets: dict[str, list[str]] = {}
     for name, keys in doc.get("presets", {}).items():
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):

@@ -11,6 +11,24 @@ import torch
 from engine.data.loader import Batch
 
 
+def pick_device(name: str) -> torch.device:
+    """The device a checked --device name means here: auto is CUDA when there is one. A CUDA
+    device that is absent is a UserInputError."""
+    from adapters.errors import UserInputError
+    from engine.settings import check_device_name
+
+    check_device_name(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserInputError(f"--device {name} asked for CUDA but none is available; use --device cpu")
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise UserInputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device(name)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """auto: bf16 autocast on CUDA, fp32 elsewhere."""
     if precision == "auto":

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from adapters.checkpoint import load_adapter
 from adapters.errors import UserInputError
 from engine.data.formats import DataError, open_dataset, split_train_val
+from engine.device import pick_device
 from engine.evaluate import evaluate, load_lm_head
 from engine.fileio import ReadError, read_json
 from engine.rundir import BEST, CONFIG, FINAL, LAST
@@ -38,6 +37,7 @@ def run_settings(target: Path) -> TrainSettings | None:
 def evaluate_target(target: Path, *, data: str | None, lm_head: str | None, thresholds: list[float],
                     gamma: int, draft_cost: float, device: str = "auto",
                     timing: dict[str, float] | None = None) -> dict[str, Any]:
+    device = pick_device(device)  # an unknown or absent device fails before anything is read
     checkpoint = checkpoint_of(target)
     model, payload = load_adapter(checkpoint)
     settings = run_settings(target)
@@ -54,8 +54,6 @@ def evaluate_target(target: Path, *, data: str | None, lm_head: str | None, thre
         raise DataError(f"{dataset.path} has hidden size {dataset.hidden_dim} but the checkpoint expects {hidden}")
     head_path = lm_head or (settings.lm_head if settings else None)
     head = load_lm_head(head_path, hidden) if head_path else None
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     result = evaluate(model, dataset, thresholds=thresholds, gamma=gamma, draft_cost=draft_cost,
                       lm_head=head, device=device, timing=timing)
     return {"checkpoint": str(checkpoint), "level": payload.get("level"), "epoch": payload.get("epoch"),

@@ -10,6 +10,7 @@ A run is described in one of two ways:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ ARCH_FLAGS = ("bottleneck_dim", "num_blocks", "num_heads", "num_layers", "ffn_di
 TRAIN_FLAGS = ("num_epochs", "batch_size", "learning_rate", "early_stopping")
 LAYOUTS = ("levels", "seed")  # RUNS/<LEVEL>/<LEVEL>_<stamp>, or OUTPUT_DIR/<prefix>_<stamp>
 DEFAULT_RUNS = "runs"
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
 
 
 @dataclass
@@ -57,6 +59,13 @@ class TrainSettings:
     def from_dict(cls, data: dict[str, Any]) -> "TrainSettings":
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def check_device_name(name: str) -> str:
+    """auto, cpu, cuda or cuda:N (whether that device exists is engine.device.pick_device's to say)."""
+    if name not in ("auto", "cpu", "cuda") and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise UserInputError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return name
 
 
 def seed_spec(number: int, vlm_only: bool) -> LevelSpec:
@@ -131,14 +140,17 @@ def resolve(args: Any) -> tuple[TrainSettings, Registry]:
             raise UserInputError(f"--{name} must be >= 1, got {values[name]}")
     if values["early_stopping"] < 0:
         raise UserInputError(f"--early_stopping must be >= 0 (0 turns it off), got {values['early_stopping']}")
-    if not values["learning_rate"] > 0:
-        raise UserInputError(f"--learning_rate must be > 0, got {values['learning_rate']}")
+    if not (values["learning_rate"] > 0 and math.isfinite(values["learning_rate"])):
+        raise UserInputError(f"--learning_rate must be a finite number > 0, got {values['learning_rate']}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserInputError(f"--seed must be between 0 and {MAX_SEED} (2^63 - 1), got {args.seed}")
+    if not 0 < args.val_split < 1:
+        raise UserInputError(f"--val_split must be between 0 and 1, got {args.val_split}")
     overrides = {name: getattr(args, name) for name in ARCH_FLAGS if getattr(args, name, None) is not None}
     for name, value in overrides.items():
         if ARCH_KEYS[name] is int and value < 1:
             raise UserInputError(f"--{name} must be >= 1, got {value}")
-    if args.device not in ("auto", "cpu", "cuda") and not (args.device.startswith("cuda:") and args.device[5:].isdigit()):
-        raise UserInputError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
+    check_device_name(args.device)
     output_dir, layout = _output(args, seed_level is not None)
     settings = TrainSettings(
         level=spec.key, train_data=str(Path(train_data)), val_data=str(Path(val_data)) if val_data else None,

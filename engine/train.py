@@ -27,12 +27,12 @@ from adapters.zoo import adapter_class
 from engine.data.formats import DataError, Dataset, open_dataset, split_train_val
 from engine.data.loader import train_loader, val_loader
 from engine.console import EpochProgress
-from engine.device import autocast, make_optimizer, resolve_precision, to_device
+from engine.device import autocast, make_optimizer, pick_device, resolve_precision, to_device
 from engine.distributed import DistContext, all_reduce, any_rank, broadcast
-from engine.fileio import read_json, write_json
+from engine.fileio import ReadError, read_json, unwritable_dir, write_json
 from engine.metrics import MetricAccumulator
-from engine.rundir import (BEST, CONFIG, CURVES, EVAL, FINAL, HISTORY, LAST, LOG, RUN_DIR_FILE_ENV, StatusWriter,
-                           new_run_dir, now_iso, run_stamp)
+from engine.rundir import (BEST, CONFIG, CURVES, EVAL, FINAL, HISTORY, LAST, LOG, RUN_DIR_FILE_ENV, STATUS, RunLock,
+                           StatusWriter, new_run_dir, now_iso, run_stamp)
 from engine.settings import TrainSettings, effective_spec, ignored_arch_flags, ignored_warning
 
 EXIT_DONE, EXIT_FAILED, EXIT_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
@@ -61,18 +61,12 @@ class Inputs:
     params: int
     warnings: list[str]
     initial_state: dict[str, torch.Tensor] | None = None  # --init_from's weights
+    resume_state: dict[str, Any] | None = None            # last.pt of the run to continue
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserInputError(f"--device {name} asked for CUDA but none is available; use --device cpu")
-    return torch.device(name)
-
-
-def prepare(settings: TrainSettings) -> Inputs:
-    """Validate data, level and device. Raises UserInputError; writes nothing."""
+def prepare(settings: TrainSettings, resume_state: dict[str, Any] | None = None) -> Inputs:
+    """Validate data, level, device, sizes and where the run goes. Raises UserInputError;
+    writes nothing."""
     registry = load_registry(settings.config_path)
     spec = effective_spec(registry, settings)
     train = open_dataset(settings.train_data)
@@ -91,10 +85,87 @@ def prepare(settings: TrainSettings) -> Inputs:
 
     lm_head = load_lm_head(settings.lm_head, hidden) if settings.lm_head else None
     params = count_parameters(spec, hidden, settings.arch_overrides)  # also checks heads | hidden
+    device = pick_device(settings.device)
+    check_memory(spec.key, params, hidden, device)
+    if resume_state is None:
+        problem = unwritable_dir(settings.output_dir)
+        if problem:
+            raise UserInputError(f"cannot create the run directory: {problem}")
     ignored = ignored_arch_flags(spec, settings.arch_overrides)
     warnings = [ignored_warning(spec, ignored)] if ignored else []
     initial = initial_weights(settings.init_from, spec, hidden, settings.arch_overrides) if settings.init_from else None
-    return Inputs(settings, spec, train, val, note, pick_device(settings.device), lm_head, params, warnings, initial)
+    if resume_state is not None:
+        _fits(resume_state["state_dict"], spec, hidden, settings.arch_overrides, "last.pt")
+    return Inputs(settings, spec, train, val, note, device, lm_head, params, warnings, initial, resume_state)
+
+
+# Bytes a parameter takes while training: fp32 weight and gradient, and AdamW's two moments.
+TRAINING_BYTES_PER_PARAM = 16
+
+
+def device_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(level: str, params: int, hidden: int, device: torch.device) -> None:
+    """Refuse a model whose parameters alone (with gradients and optimizer state) cannot fit the
+    device, before anything is allocated or written."""
+    need, have = params * TRAINING_BYTES_PER_PARAM, device_memory(device)
+    if have is not None and need > have:
+        raise UserInputError(f"{level} at hidden size {hidden} has {params:,} parameters, which need "
+                             f"{need / 2**30:,.1f} GiB to train (weights, gradients, AdamW state) but {device} has "
+                             f"{have / 2**30:,.1f} GiB; use a smaller level or hidden size")
+
+
+def read_resume(run_dir: Path) -> tuple[TrainSettings, dict[str, Any]]:
+    """The settings and last.pt of a run to continue, everything checked before the run
+    directory is touched: a refused resume leaves it exactly as it was."""
+    where = f"--resume {run_dir}"
+    if not run_dir.is_dir():
+        raise UserInputError(f"{where}: not a run directory")
+    odd = [name for name in (CONFIG, HISTORY, STATUS, LOG, LAST) if (run_dir / name).exists()
+           and not (run_dir / name).is_file()]
+    if odd:
+        raise UserInputError(f"{where}: {odd[0]} is not a regular file; this is not a run to resume")
+    try:
+        settings = TrainSettings.from_dict(read_json(run_dir / CONFIG)["settings"])
+    except (ReadError, KeyError, TypeError) as exc:
+        raise UserInputError(f"{where}: not a resumable run directory ({exc})") from None
+    try:
+        status = read_json(run_dir / STATUS, missing_ok=True)
+    except ReadError:
+        status = None
+    if isinstance(status, dict) and status.get("state") == "done":
+        raise UserInputError(f"{where}: the run is done; start a new run (--init_from {run_dir} starts from its weights)")
+    if not (run_dir / LAST).is_file():
+        raise UserInputError(f"{where}: no last.pt (no epoch finished), nothing to resume; start a new run")
+    try:
+        state = safe_load(run_dir / LAST)
+    except UserInputError as exc:
+        raise UserInputError(f"{where}: {exc}") from None
+    expected = {"state_dict": dict, "optimizer": dict, "scheduler": dict, "rng_cpu": torch.Tensor, "history": dict,
+                "epoch": int, "best_val_loss": float, "bad_epochs": int}
+    wrong = [k for k, kind in expected.items() if not isinstance(state, dict) or not isinstance(state.get(k), kind)]
+    if wrong:
+        raise UserInputError(f"{where}: last.pt is not a complete training state ({wrong[0]!r} is missing or wrong); "
+                             "start a new run")
+    return settings, state
+
+
+def _fits(state: dict[str, torch.Tensor], spec, hidden: int, overrides: dict[str, Any], what: str) -> None:
+    """`state` (a state_dict) has exactly the parameters, and their shapes, of the model built."""
+    model = build_adapter(spec, hidden, overrides, device="meta")
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if ours != theirs:
+        differs = next((k for k in ours if theirs.get(k) != ours[k]), None) or next(iter(set(theirs) - set(ours)), "")
+        raise UserInputError(f"{what} does not fit {spec.key} ({spec.class_name}, hidden {hidden})"
+                             + (f": {differs} differs" if differs else ""))
 
 
 def initial_weights(target: str, spec, hidden: int, overrides: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -107,14 +178,13 @@ def initial_weights(target: str, spec, hidden: int, overrides: dict[str, Any]) -
         _, payload = load_adapter(checkpoint)
     except UserInputError as exc:
         raise UserInputError(f"--init_from: {exc}") from None
-    model = build_adapter(spec, hidden, overrides, device="meta")
-    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in payload["state_dict"].items()}
-    if payload["class"] != spec.class_name or ours != theirs:
-        differs = next((k for k in ours if theirs.get(k) != ours[k]), None) or next(iter(set(theirs) - set(ours)), "")
+    if payload["class"] != spec.class_name:
         raise UserInputError(f"--init_from {checkpoint}: its {payload['level']} ({payload['class']}) does not fit "
-                             f"this run's {spec.key} ({spec.class_name}, hidden {hidden})"
-                             + (f": {differs} differs" if differs else "") + "; pick a run of the same level and sizes")
+                             f"this run's {spec.key} ({spec.class_name}); pick a run of the same level and sizes")
+    try:
+        _fits(payload["state_dict"], spec, hidden, overrides, f"--init_from {checkpoint}")
+    except UserInputError as exc:
+        raise UserInputError(f"{exc}; pick a run of the same level and sizes") from None
     return payload["state_dict"]
 
 
@@ -189,13 +259,14 @@ def _version() -> str:
 class Trainer:
     """One training run in one run directory (fresh or resumed)."""
 
-    def __init__(self, inputs: Inputs, run_dir: Path, ctx: DistContext = DistContext()) -> None:
+    def __init__(self, inputs: Inputs, run_dir: Path, ctx: DistContext = DistContext(),
+                 stop: StopFlag | None = None) -> None:
         self.inputs = inputs
         self.ctx = ctx
         self.settings = s = inputs.settings
         self.run_dir = run_dir
         self.device = inputs.device
-        self.stop_signal: int | None = None
+        self.stop = stop or StopFlag()
         torch.manual_seed(s.seed)
         self.model = build_adapter(inputs.spec, inputs.train.hidden_dim, s.arch_overrides)
         if inputs.initial_state is not None:
@@ -243,12 +314,15 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
         }, self.run_dir / LAST)
 
+    @property
+    def stop_signal(self) -> int | None:
+        return self.stop.signum
+
     def restore(self) -> None:
-        """Continue from last.pt when it exists (resume); a fresh run has none."""
-        path = self.run_dir / LAST
-        if not path.exists():
+        """Continue from last.pt (checked by `read_resume`) when resuming; a fresh run has none."""
+        state = self.inputs.resume_state
+        if state is None:
             return
-        state = safe_load(path)
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -260,7 +334,7 @@ class Trainer:
         self.best_val_loss = state["best_val_loss"]
         self.best_epoch = state["best_epoch"]
         self.bad_epochs = state["bad_epochs"]
-        log.info("resumed from %s at epoch %d (best val loss %.4f)", path, self.epoch, self.best_val_loss)
+        log.info("resumed from %s at epoch %d (best val loss %.4f)", self.run_dir / LAST, self.epoch, self.best_val_loss)
 
     # -- one epoch ---------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
@@ -407,21 +481,27 @@ def evaluate_best(run_dir: Path, inputs: Inputs) -> None:
 
 
 def open_run_dir(settings: TrainSettings, inputs: Inputs, resume_dir: Path | None, argv: list[str] | None,
-                 ctx: DistContext) -> Path:
-    """Rank 0 creates the run directory (or reopens it to resume); every rank learns its path."""
-    run_dir = resume_dir
-    if ctx.is_main and resume_dir is None:
-        stamp = run_stamp()
-        if settings.layout == "seed":  # OUTPUT_DIR/<L1..L5|L5F|B1>_<stamp>, as the reference writes it
-            run_dir = new_run_dir(Path(settings.output_dir), seed.run_prefix(settings.seed_level, settings.vlm_only),
-                                  stamp, nested=False)
-        else:
-            run_dir = new_run_dir(Path(settings.output_dir), settings.level, stamp)
-        write_json(run_dir / CONFIG, seed_config(inputs, stamp, argv or sys.argv))
+                 ctx: DistContext) -> tuple[Path, RunLock | None]:
+    """Rank 0 creates the run directory with its config.json and status.json (or reopens it to
+    resume) and holds its lock; every rank learns its path."""
+    run_dir, lock = resume_dir, None
+    if ctx.is_main:
+        if resume_dir is None:
+            stamp = run_stamp()
+            if settings.layout == "seed":  # OUTPUT_DIR/<L1..L5|L5F|B1>_<stamp>, as the reference writes it
+                run_dir = new_run_dir(Path(settings.output_dir),
+                                      seed.run_prefix(settings.seed_level, settings.vlm_only), stamp, nested=False)
+            else:
+                run_dir = new_run_dir(Path(settings.output_dir), settings.level, stamp)
+        lock = RunLock(run_dir)
+        lock.acquire()  # refuses a second trainer on the same run (a resume of a live run)
+        if resume_dir is None:
+            write_json(run_dir / CONFIG, seed_config(inputs, stamp, argv or sys.argv))
+        StatusWriter(run_dir, num_epochs=settings.num_epochs, device=str(inputs.device)).update(force=True)
     run_dir = Path(broadcast(str(run_dir), ctx))
     if ctx.is_main and os.environ.get(RUN_DIR_FILE_ENV):
         Path(os.environ[RUN_DIR_FILE_ENV]).write_text(str(run_dir.resolve()))
-    return run_dir
+    return run_dir, lock
 
 
 def use_local_device(inputs: Inputs, ctx: DistContext) -> None:
@@ -431,14 +511,48 @@ def use_local_device(inputs: Inputs, ctx: DistContext) -> None:
         torch.cuda.set_device(inputs.device)
 
 
-def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: list[str] | None = None) -> int:
+class StopFlag:
+    """Set by SIGTERM/SIGINT, from the first instruction of a run: the trainer stops at its next
+    step, and a signal that comes before it starts still ends the run as cancelled."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> dict:
+        return {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+
+def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: list[str] | None = None,
+                 resume_state: dict[str, Any] | None = None) -> int:
     """Validate, create or reopen the run directory, train, and record the outcome."""
     from engine import distributed
 
-    inputs = prepare(settings)  # UserInputError -> exit 2 before anything is written
-    ctx = distributed.init(inputs.device)
-    use_local_device(inputs, ctx)
-    run_dir = open_run_dir(settings, inputs, resume_dir, argv, ctx)
+    stop = StopFlag()
+    previous = stop.install()
+    try:
+        inputs = prepare(settings, resume_state)  # UserInputError -> exit 2 before anything is written
+        if stop.signum is not None:
+            return EXIT_DONE  # stopped before there was a run to record
+        ctx = distributed.init(inputs.device)
+        use_local_device(inputs, ctx)
+        run_dir, lock = open_run_dir(settings, inputs, resume_dir, argv, ctx)
+        try:
+            return _train(inputs, run_dir, ctx, stop)
+        finally:
+            if lock is not None:
+                lock.release()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _train(inputs: Inputs, run_dir: Path, ctx: DistContext, stop: StopFlag) -> int:
+    from engine import distributed
+
+    settings = inputs.settings
     file_handler = setup_logging(run_dir) if ctx.is_main else None
     if not ctx.is_main:
         log.handlers[:] = [logging.StreamHandler(sys.stderr)]
@@ -455,24 +569,24 @@ def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: 
     trainer: Trainer | None = None
     state, code, error = "failed", EXIT_FAILED, None
     try:
-        trainer = Trainer(inputs, run_dir, ctx)
-        previous = {sig: signal.signal(sig, lambda signum, frame: setattr(trainer, "stop_signal", signum))
-                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        trainer = Trainer(inputs, run_dir, ctx, stop)
         try:
+            if stop.signum is not None:
+                raise StopRequested
             code = trainer.run()
             state = "done"
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             trainer.train_batches.close()  # the prefetch threads and the chunk loaded ahead
             trainer.val_batches.close()
     except StopRequested:
         state, code = "cancelled", EXIT_DONE
-        log.info("stopped by signal %s; last.pt holds epoch %d", trainer.stop_signal if trainer else "?",
-                 trainer.epoch if trainer else 0)
+        kept = (f"last.pt holds epoch {trainer.epoch}" if trainer and (run_dir / LAST).is_file()
+                else "no epoch had finished, so there is no last.pt to resume from")
+        log.info("stopped by signal %s; %s", stop.signum, kept)
     except Diverged as exc:
         state, code, error = "diverged", EXIT_DIVERGED, str(exc)
-        log.error("diverged: %s; best_model.pt is kept", exc)
+        kept = "best_model.pt is kept" if (run_dir / BEST).is_file() else "no epoch had finished: no checkpoint"
+        log.error("diverged: %s; %s", exc, kept)
     except Exception as exc:  # any other failure: one line in status.json, the traceback in train.log
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
         log.error("failed: %s\n%s", error, traceback.format_exc())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from adapters import seed
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from adapters.errors import UserInputError
     from adapters.registry import load_registry
     from engine.evaluate import describe, eval_path_for
-    from engine.fileio import write_json
+    from engine.fileio import unwritable_dir, write_json
     from engine.run_eval import evaluate_target
 
     registry = load_registry(args.config)
@@ -49,12 +50,15 @@ def run(args: argparse.Namespace) -> int:
             raise UserInputError("--thresholds must lie between -1 and 1")
     gamma = args.gamma if args.gamma is not None else defaults["gamma"]
     draft_cost = args.draft_cost if args.draft_cost is not None else defaults["draft_cost"]
-    if gamma < 1 or not draft_cost >= 0:
-        raise UserInputError("--gamma must be >= 1 and --draft_cost >= 0")
+    if gamma < 1 or not 0 <= draft_cost < math.inf:
+        raise UserInputError("--gamma must be >= 1 and --draft_cost a finite number >= 0")
     timing = {name: getattr(args, name) for name in seed.TIMING_MS if getattr(args, name) is not None}
-    if any(not value >= 0 for value in timing.values()):
-        raise UserInputError("the timing flags (--egpt_prefill_ms ...) must be >= 0")
+    if any(not 0 <= value < math.inf for value in timing.values()):
+        raise UserInputError("the timing flags (--egpt_prefill_ms ...) must be finite numbers >= 0")
     target = Path(args.target)
+    problem = unwritable_dir(eval_path_for(target).parent) if target.exists() else None
+    if problem:
+        raise UserInputError(f"cannot write eval.json: {problem}")
     result = evaluate_target(target, data=args.data, lm_head=args.lm_head, thresholds=thresholds,
                              gamma=gamma, draft_cost=draft_cost, device=args.device, timing=timing or None)
     write_json(eval_path_for(target), result)

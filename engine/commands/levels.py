@@ -40,8 +40,10 @@ def level_rows(config: str | None, hidden_dim: int) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     from adapters.errors import UserInputError
 
-    if args.hidden_dim < 1:
-        raise UserInputError(f"--hidden_dim must be >= 1, got {args.hidden_dim}")
+    from adapters.registry import MAX_HIDDEN_DIM
+
+    if not 1 <= args.hidden_dim <= MAX_HIDDEN_DIM:
+        raise UserInputError(f"--hidden_dim must be between 1 and {MAX_HIDDEN_DIM:,}, got {args.hidden_dim}")
     rows = level_rows(args.config, args.hidden_dim)
     if args.json:
         print(json.dumps(rows, indent=2))

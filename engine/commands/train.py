@@ -96,22 +96,18 @@ def relaunch_under_torchrun(argv: list[str], nproc: int) -> None:
 def run(args: argparse.Namespace) -> int:
     from adapters.errors import UserInputError
     from engine.distributed import launched_by_torchrun
-    from engine.fileio import ReadError, read_json
-    from engine.rundir import CONFIG
-    from engine.settings import TrainSettings, resolve
-    from engine.train import prepare, run_training
+    from engine.settings import resolve
+    from engine.train import prepare, read_resume, run_training
 
     if args.nproc < 1:
         raise UserInputError(f"--nproc must be >= 1, got {args.nproc}")
     resume_dir = Path(args.resume) if args.resume else None
+    resume_state = None
     if resume_dir is not None:
-        try:
-            settings = TrainSettings.from_dict(read_json(resume_dir / CONFIG)["settings"])
-        except (ReadError, KeyError, TypeError) as exc:
-            raise UserInputError(f"--resume {resume_dir}: not a resumable run directory ({exc})") from None
+        settings, resume_state = read_resume(resume_dir)
     else:
         settings, _ = resolve(args)
     if args.nproc > 1 and not launched_by_torchrun():
-        prepare(settings)  # bad input fails here, once, with exit 2, not in every rank
+        prepare(settings, resume_state)  # bad input fails here, once, with exit 2, not in every rank
         relaunch_under_torchrun(args.argv, args.nproc)  # does not return
-    return run_training(settings, resume_dir=resume_dir, argv=["adapter-engine", *args.argv])
+    return run_training(settings, resume_dir=resume_dir, argv=["adapter-engine", *args.argv], resume_state=resume_state)
