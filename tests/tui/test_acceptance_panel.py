@@ -114,7 +114,7 @@ async def test_selected_run_then_marked_runs_overlaid(runs, app_factory):
         await pilot.press("space", "down", "space", "down")
         assert await wait_for(pilot, lambda: set(panel(app).drawn) == {"L1_a", "L2_b"}
                               and panel(app).runs[0].name == "L3_c")
-        assert await wait_for(pilot, lambda: "L3_c · no eval.json yet" in screen_text(app))
+        assert await wait_for(pilot, lambda: "L3_c · no eval.json: the evaluation at the end failed" in screen_text(app))
         text = screen_text(app)
         assert "L1_a" in text and "L2_b" in text and "speedup 3.33x" in text
         assert app.main.leaderboard.show_eval  # the leaderboard's eval columns too
@@ -138,7 +138,7 @@ async def test_threshold_key_steps_through_the_files_thresholds(runs, app_factor
 
 
 async def test_missing_and_garbage_eval_json(runs, app_factory):
-    make_run(runs, "L1", "L1_none", start=0.5)
+    make_run(runs, "L1", "L1_none", start=0.5, state="running")
     bad = make_run(runs, "L1", "L1_bad", start=1.0)
     (bad / "eval.json").write_text("{garbage")
     app = app_factory()
@@ -167,3 +167,18 @@ async def test_eval_json_written_live_reaches_the_plot(runs, app_factory, poll):
         write_json(run / "eval.json", eval_result([1.0] * 10))
         assert await wait_for(pilot, lambda: panel(app).drawn.get("L1_live") == [1.0] * 10)
         assert await wait_for(pilot, lambda: "E[min(L,5)] 5.00" in screen_text(app))
+
+
+@pytest.mark.parametrize("state, settings, seed_format, words", [
+    ("running", {}, False, "no eval.json yet"),
+    ("cancelled", {}, False, "the run ended cancelled"),
+    ("done", {"no_eval": True}, False, "trained with --no_eval"),
+    ("done", {}, True, "the reference's runs have none"),
+    ("done", {}, False, "the evaluation at the end failed"),
+])
+def test_a_run_without_eval_json_says_why(state, settings, seed_format, words):
+    from engine.runindex import RunSummary
+    from tui.data import why_no_eval
+
+    summary = RunSummary(run="r", path="/r", level="L1", state=state, seed_format=seed_format)
+    assert words in why_no_eval(summary, {"settings": settings})
