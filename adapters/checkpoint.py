@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from adapters import reference, seed
-from adapters.errors import CheckpointError
+from common.errors import CheckpointError
 from adapters.zoo import adapter_class
-from engine.fileio import atomic_writer
+from common.fileio import atomic_writer
 
 FORMAT = "adapter-tui-checkpoint"
 VERSION = 2  # 2: L1 names its block count num_layers, as the reference does (version 1: num_blocks)

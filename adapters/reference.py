@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from adapters import seed
-from adapters.errors import CheckpointError
+from common.errors import CheckpointError
 
 
 @dataclass

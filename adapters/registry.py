@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import re
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -21,10 +20,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from adapters.errors import ConfigError
+from common.errors import ConfigError
+from common.names import is_safe_name
 from adapters.zoo import CLASSES, adapter_class
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_HIDDEN_DIM = 1 << 20  # beyond any model's hidden size; larger ones overflow even a meta-device count
 CONFIG_ENV = "ADAPTER_TUI_CONFIG"
 
@@ -40,11 +39,6 @@ TEXT_KEYS: dict[str, type] = {"class": str, "name": str, "description": str}
 TRAIN_DEFAULTS: dict[str, Any] = {"num_epochs": 50, "batch_size": 64, "learning_rate": 1e-3, "early_stopping": 10}
 EVAL_KEYS: dict[str, type] = {"thresholds": list, "gamma": int, "draft_cost": float}
 EVAL_DEFAULTS: dict[str, Any] = {"thresholds": [0.8, 0.85, 0.9, 0.95], "gamma": 5, "draft_cost": 0.1}
-
-
-def is_safe_name(name: str) -> bool:
-    """Level keys, run names and dataset names become path parts: letters, digits, _ and -."""
-    return bool(SAFE_NAME.match(name))
 
 
 @dataclass(frozen=True)

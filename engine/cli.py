@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from adapters.errors import UserInputError
+from common.errors import UserInputError
 from engine.commands import bench, checkpoint, data, evaluate, levels, queue, runs, synth, train
 
 SUBCOMMANDS = (levels, data, synth, train, evaluate, checkpoint, runs, bench, queue)

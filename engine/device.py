@@ -14,7 +14,7 @@ from engine.data.loader import Batch
 def pick_device(name: str) -> torch.device:
     """The device a checked --device name means here: auto is CUDA when there is one. A CUDA
     device that is absent is a UserInputError."""
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
     from engine.settings import check_device_name
 
     check_device_name(name)

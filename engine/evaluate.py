@@ -31,7 +31,7 @@ import torch
 
 from adapters import seed
 from adapters.checkpoint import safe_load
-from adapters.errors import UserInputError
+from common.errors import UserInputError
 from adapters.losses import token_cosine
 from adapters.padding import Padding
 from adapters.reference import lm_head_weight

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.fileio import atomic_writer, read_json
+from common.fileio import atomic_writer, read_json
 
 
 def save_curves(history_path: Path, out: Path) -> None:

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from adapters.checkpoint import load_adapter
-from adapters.errors import UserInputError
-from engine.data.formats import DataError, open_dataset, split_train_val
+from common.errors import UserInputError
+from common.errors import DataError
+from engine.data.dataset import open_dataset, split_train_val
 from engine.device import pick_device
 from engine.evaluate import evaluate, load_lm_head
-from engine.fileio import ReadError, read_json
+from common.fileio import ReadError, read_json
 from engine.rundir import BEST, CONFIG, FINAL, LAST
 from engine.settings import TrainSettings
 

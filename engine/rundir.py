@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.errors import UserInputError
-from adapters.registry import is_safe_name
-from engine.fileio import write_json
+from common.errors import UserInputError
+from common.names import is_safe_name
+from common.fileio import write_json
 from engine.process import start_of
 
 CONFIG, HISTORY, STATUS, LOG = "config.json", "history.json", "status.json", "train.log"

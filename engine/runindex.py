@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from adapters import seed
-from engine.fileio import ReadError, read_json
+from common.fileio import ReadError, read_json
 from engine.process import is_running
 from engine.rundir import CONFIG, EVAL, HISTORY, REFERENCE_METRICS, STALE_AFTER_S, STATUS
 

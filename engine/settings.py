@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import seed
-from adapters.errors import UserInputError
+from common.errors import UserInputError
 from adapters.registry import ARCH_KEYS, LevelSpec, Registry, accepted_arch_keys, load_registry
 
 ARCH_FLAGS = ("bottleneck_dim", "num_blocks", "num_heads", "num_layers", "ffn_dim")

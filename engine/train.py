@@ -20,16 +20,18 @@ import torch
 
 from adapters import seed
 from adapters.checkpoint import adapter_payload, atomic_torch_save, load_adapter, safe_load
-from adapters.errors import UserInputError
+from common.errors import UserInputError
 from adapters.losses import batch_objective
 from adapters.registry import build_adapter, build_kwargs, count_parameters, load_registry
 from adapters.zoo import adapter_class
-from engine.data.formats import DataError, Dataset, open_dataset, split_train_val
+from common.errors import DataError
+from engine.data.dataset import open_dataset, split_train_val
+from engine.data.formats import Dataset
 from engine.data.loader import train_loader, val_loader
 from engine.console import EpochProgress
 from engine.device import autocast, make_optimizer, pick_device, resolve_precision, to_device
 from engine.distributed import DistContext, all_reduce, any_rank, broadcast
-from engine.fileio import ReadError, read_json, unwritable_dir, write_json
+from common.fileio import ReadError, read_json, unwritable_dir, write_json
 from engine.metrics import MetricAccumulator
 from engine.rundir import (BEST, CONFIG, CURVES, EVAL, FINAL, HISTORY, LAST, LOG, RUN_DIR_FILE_ENV, STATUS, RunLock,
                            StatusWriter, new_run_dir, now_iso, run_stamp)

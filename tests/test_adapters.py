@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from adapters.checkpoint import load_adapter, safe_load, save_adapter
-from adapters.errors import CheckpointError
+from common.errors import CheckpointError
 from adapters.losses import alignment_loss, batch_objective, dual_loss, level_loss, next_token_mse, token_alignment
 from adapters.padding import Padding
 from adapters.registry import build_adapter, count_parameters, load_registry

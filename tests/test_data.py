@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from support import make_synth, run_cli
-from engine.data.formats import DataError, open_dataset, split_train_val
+from common.errors import DataError
+from engine.data.dataset import open_dataset, split_train_val
 from engine.data.inspect import inspect_dataset
 from engine.data.loader import ChunkedLoader, train_loader, val_loader
 

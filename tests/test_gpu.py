@@ -21,7 +21,7 @@ def test_bf16_training_on_cuda(tmp_path, tiny_data):
 
 
 def test_side_stream_copies_deliver_the_same_batches(tiny_data):
-    from engine.data.formats import open_dataset
+    from engine.data.dataset import open_dataset
     from engine.data.loader import val_loader
     from engine.device import to_device
 
@@ -65,7 +65,7 @@ def _validate(model, data, precision):
 @pytest.mark.parametrize("level", ["L1", "L4", "L5F"])
 def test_bf16_metrics_are_within_1e2_of_fp32_on_the_same_weights(tiny_data, registry, level):
     from adapters.registry import build_adapter
-    from engine.data.formats import open_dataset
+    from engine.data.dataset import open_dataset
 
     torch.manual_seed(0)
     model = build_adapter(registry.level(level), 64, {"num_heads": 4}).cuda().eval()

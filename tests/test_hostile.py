@@ -177,7 +177,7 @@ def test_read_only_places_are_one_line(world, tmp_path, capsys):
 
 
 def test_pack_force_replaces_only_a_dataset(world, tmp_path):
-    from engine.data.packed import pack
+    from engine.data.pack import pack
 
     target = tmp_path / "packed"
     pack(world / "data" / "train", target)
@@ -201,7 +201,7 @@ def test_synth_on_a_full_disk_removes_what_it_created(tmp_path, monkeypatch, cap
 
 
 def test_a_full_disk_under_queue_db_is_said_at_once(tmp_path):
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
     from engine.queue import JobQueue
 
     with JobQueue(tmp_path) as q:
@@ -214,7 +214,7 @@ def test_a_full_disk_under_queue_db_is_said_at_once(tmp_path):
 
 
 def test_nested_json_is_refused_not_crashed(tmp_path):
-    from engine.fileio import ReadError, read_json
+    from common.fileio import ReadError, read_json
     from engine.runindex import summarize
 
     run = tmp_path / "L1" / "L1_20260101_000000"
@@ -365,7 +365,7 @@ def test_a_reused_pid_is_never_signalled(tmp_path):
 
 
 def test_a_job_whose_worker_died_ends_as_its_run_ended(tmp_path):
-    from engine.fileio import write_json
+    from common.fileio import write_json
     from engine.queue import JobQueue
 
     run = tmp_path / "L1" / "L1_20260101_000000"
@@ -390,11 +390,11 @@ def test_a_job_whose_worker_died_ends_as_its_run_ended(tmp_path):
 
 def test_written_files_and_directories_follow_the_umask(tmp_path):
     from engine.data.synth import SynthConfig, synthesize
-    from engine.fileio import write_json
+    from common.fileio import write_json
 
     old = os.umask(0o002)
     try:
-        from engine import fileio
+        from common import fileio
 
         fileio.current_umask.cache_clear()
         write_json(tmp_path / "x.json", {})

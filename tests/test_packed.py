@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.data.formats import DataError, open_dataset
+from common.errors import DataError
+from engine.data.dataset import open_dataset
 from engine.data.inspect import inspect_dataset
 from engine.data.loader import val_loader
-from engine.data.packed import pack
+from engine.data.pack import pack
 from support import run_cli
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from support import wait_for
 
-from adapters.errors import UserInputError
+from common.errors import UserInputError
 from engine.queue import Job, JobQueue, Worker, trainer_command
 from engine.queue import db as queue_db
 from engine.queue.worker import acquire_lock, WorkerAlreadyRunning
@@ -78,7 +78,7 @@ FAKE_TRAINER = textwrap.dedent('''
 
 WORKER_SCRIPT = textwrap.dedent('''
     import json, sys
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
     from engine.queue import Worker
 
     fake, runs, exit_when_idle = sys.argv[1], sys.argv[2], sys.argv[3] == "1"

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from adapters.errors import ConfigError
+from common.errors import ConfigError
 from adapters.registry import build_adapter, load_registry
 
 BASE = '[levels.L1]\nclass = "BottleneckAdapter"\n'

@@ -127,7 +127,7 @@ def test_a_one_chunk_training_set_holds_out_val_split(tmp_path):
 
 
 def test_held_out_samples_are_never_trained_on(tmp_path):
-    from engine.data.formats import open_dataset, split_train_val
+    from engine.data.dataset import open_dataset, split_train_val
     from engine.data.loader import train_loader, val_loader
 
     for chunk_size in (64, 16):  # one chunk: samples held out; several: the last chunk

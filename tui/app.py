@@ -11,7 +11,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from adapters.errors import ConfigError
+from common.errors import ConfigError
 from adapters.registry import Registry, load_registry
 from tui.backend import Backend
 from tui.screens.help import HelpScreen

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from adapters.errors import UserInputError
+from common.errors import UserInputError
 
 
 class BackendError(Exception):

@@ -23,7 +23,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from engine.fileio import write_json  # noqa: E402
+from common.fileio import write_json  # noqa: E402
 
 
 def _history(n: int) -> dict:

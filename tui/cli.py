@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from adapters.errors import ConfigError
+    from common.errors import ConfigError
     from adapters.registry import load_registry
 
     try:  # a broken config is a usage error: one line and exit 2 before the screen is taken

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.fileio import ReadError, open_regular, read_json
+from common.fileio import ReadError, open_regular, read_json
 from engine.rundir import CONFIG, EVAL, HISTORY, REFERENCE_METRICS, REFERENCE_POSITIONS, STATUS
 from engine.runindex import RunSummary, summarize
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.bench.baseline import seed_style_batches
-from engine.data.formats import DataError, open_dataset
+from common.errors import DataError
+from engine.data.dataset import open_dataset
 from engine.data.loader import train_loader
 
 

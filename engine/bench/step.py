@@ -15,7 +15,8 @@ import torch
 from adapters.losses import batch_objective, level_loss
 from adapters.registry import build_adapter, load_registry
 from engine.bench.baseline import per_token_counts, seed_style_batches, SeedStyleAdapter
-from engine.data.formats import Dataset, open_dataset
+from engine.data.dataset import open_dataset
+from engine.data.formats import Dataset
 from engine.data.loader import train_loader, val_loader
 from engine.data.synth import SynthConfig, synthesize
 from engine.device import autocast, make_optimizer, resolve_precision, to_device

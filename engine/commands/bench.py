@@ -65,7 +65,7 @@ def _report(result: dict, as_json: bool) -> int:
 
 
 def run_loader(args: argparse.Namespace) -> int:
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
     from engine.bench.loader import bench_loader
 
     if args.batch_size < 1 or args.repeats < 1:
@@ -83,7 +83,7 @@ def run_metrics(args: argparse.Namespace) -> int:
 
 
 def run_step(args: argparse.Namespace) -> int:
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
     from engine.bench.step import bench_step
 
     _threads(args)

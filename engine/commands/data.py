@@ -42,7 +42,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 def run_pack(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from engine.data.packed import pack
+    from engine.data.pack import pack
 
     result = pack(Path(args.src), Path(args.dst), args.dtype, args.force,
                   progress=(lambda line: None) if args.json else (lambda line: print(line, flush=True)))

@@ -32,10 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
     from adapters.registry import load_registry
     from engine.evaluate import describe, eval_path_for
-    from engine.fileio import unwritable_dir, write_json
+    from common.fileio import unwritable_dir, write_json
     from engine.run_eval import evaluate_target
 
     registry = load_registry(args.config)

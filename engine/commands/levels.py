@@ -38,7 +38,7 @@ def level_rows(config: str | None, hidden_dim: int) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
 
     from adapters.registry import MAX_HIDDEN_DIM
 

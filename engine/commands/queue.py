@@ -143,7 +143,7 @@ def _deep_check(plan) -> None:
 # -- commands -----------------------------------------------------------------------------------
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
     from engine.queue.plan import TRAIN_FLAG_DEFAULTS, plan_jobs
     from engine.settings import effective_spec, ignored_arch_flags, ignored_warning
 
@@ -245,7 +245,7 @@ def cmd_move(args: argparse.Namespace) -> int:
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
     from engine.queue.db import STATES
 
     if not (args.done or args.finished):
@@ -261,7 +261,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
     from engine.queue.worker import Worker, parse_gpus, start_detached
 
     parse_gpus(args.gpus)

@@ -43,7 +43,7 @@ def _duration(seconds: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
     from engine.runindex import load_runs, sort_runs
 
     root = Path(args.dir)

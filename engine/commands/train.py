@@ -94,7 +94,7 @@ def relaunch_under_torchrun(argv: list[str], nproc: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adapters.errors import UserInputError
+    from common.errors import UserInputError
     from engine.distributed import launched_by_torchrun
     from engine.settings import resolve
     from engine.train import prepare, read_resume, run_training

@@ -1,23 +1,21 @@
-"""Readers for the formats of SPEC §4: a chunked directory (index.json + chunks/*.pt) or a
-single .pt file holding egpt_hidden, vl_hidden and seq_lens. Every chunk is validated on load,
-and every problem is a UserInputError naming the file and the fix."""
+"""The dataset types, and the reader of the torch-saved formats: a chunked directory
+(index.json + chunks/*.pt) or a single .pt file holding egpt_hidden, vl_hidden and seq_lens.
+Every chunk is validated on load, and every problem is a DataError naming the file and the fix.
+Open a dataset of any format with `engine.data.dataset.open_dataset`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from adapters.checkpoint import safe_load
-from adapters.errors import CheckpointError, UserInputError
-from engine.fileio import ReadError, read_json
+from common.errors import CheckpointError, DataError
+from common.fileio import ReadError, read_json
 
 TENSOR_KEYS = ("egpt_hidden", "vl_hidden", "seq_lens")
-
-
-class DataError(UserInputError):
-    """A dataset is missing, malformed or inconsistent."""
+PACKED_SUFFIXES = (".egpt.bin", ".vl.bin", ".lens.bin")  # a packed chunk's three files (engine.data.packed)
 
 
 @dataclass
@@ -50,9 +48,7 @@ class ChunkRef:
     @property
     def files(self) -> list[Path]:
         if self.kind == "packed":
-            from engine.data.packed import SUFFIXES
-
-            return [self.path.with_name(self.path.name + suffix) for suffix in SUFFIXES]
+            return [self.path.with_name(self.path.name + suffix) for suffix in PACKED_SUFFIXES]
         return [self.path]
 
     def __len__(self) -> int:
@@ -95,13 +91,8 @@ def validate_chunk(obj: object, where: str, expect_hidden: int | None = None) ->
     return Chunk(egpt, vl, lens.long())
 
 
-def load_chunk(ref: ChunkRef, expect_hidden: int | None = None, *, mmap: bool = False) -> Chunk:
-    """Load and validate one chunk (weights_only; memory-mapped when asked)."""
-    if ref.kind == "packed":
-        from engine.data.packed import load_packed_chunk
-
-        chunk = load_packed_chunk(ref)
-        return chunk if ref.subset is None else _samples(chunk, ref.subset)
+def load_pt_chunk(ref: ChunkRef, expect_hidden: int | None = None, *, mmap: bool = False) -> Chunk:
+    """Load and validate one torch-saved chunk (weights_only; memory-mapped when asked)."""
     try:
         obj = safe_load(ref.path, mmap=mmap)
     except CheckpointError as exc:
@@ -110,10 +101,10 @@ def load_chunk(ref: ChunkRef, expect_hidden: int | None = None, *, mmap: bool = 
     if len(chunk) != ref.n_samples:
         raise DataError(f"{ref.path} holds {len(chunk)} samples but index.json says {ref.n_samples}")
     chunk.ids = torch.arange(len(chunk)) + ref.first_index
-    return chunk if ref.subset is None else _samples(chunk, ref.subset)
+    return chunk
 
 
-def _samples(chunk: Chunk, subset: tuple[int, ...]) -> Chunk:
+def samples_of(chunk: Chunk, subset: tuple[int, ...]) -> Chunk:
     """The samples `subset` of a chunk, as a view in the token layout: nothing is copied."""
     keep = torch.tensor(subset, dtype=torch.long)
     if chunk.offsets is None:  # padded [N, S, H]: sample i starts at row i * S of the flattened chunk
@@ -122,7 +113,7 @@ def _samples(chunk: Chunk, subset: tuple[int, ...]) -> Chunk:
     return Chunk(chunk.egpt, chunk.vl, chunk.seq_lens[keep], chunk.ids[keep], offsets=chunk.offsets[keep])
 
 
-def _open_chunked(path: Path) -> Dataset:
+def open_chunked(path: Path) -> Dataset:
     index_path = path / "index.json"
     if not index_path.is_file():
         raise DataError(f"{path} has no index.json; point at a chunked dataset directory or a .pt file")
@@ -152,10 +143,10 @@ def _open_chunked(path: Path) -> Dataset:
         raise DataError(f"{index_path}: total_samples is {total} but the chunks hold {start}")
     # Every chunk's header now (memory-mapped: shapes, lengths, counts), so a bad chunk fails the
     # run before it starts, not hours in. Values (NaN/Inf) are `data inspect --deep`'s.
-    first = load_chunk(refs[0], mmap=True)
+    first = load_pt_chunk(refs[0], mmap=True)
     shape = first.egpt.shape[1:]
     for ref in refs[1:]:
-        chunk = load_chunk(ref, first.egpt.shape[2], mmap=True)
+        chunk = load_pt_chunk(ref, first.egpt.shape[2], mmap=True)
         if chunk.egpt.dtype != first.egpt.dtype:
             raise DataError(f"{ref.path}: {chunk.egpt.dtype} differs from the first chunk's {first.egpt.dtype}; "
                             "re-export it")
@@ -163,7 +154,7 @@ def _open_chunked(path: Path) -> Dataset:
     return Dataset(path, "chunked", refs, shape[1], shape[0], str(first.egpt.dtype).replace("torch.", ""), index)
 
 
-def _open_single(path: Path) -> Dataset:
+def open_single(path: Path) -> Dataset:
     try:
         obj = safe_load(path, mmap=True)
     except CheckpointError as exc:
@@ -171,41 +162,3 @@ def _open_single(path: Path) -> Dataset:
     chunk = validate_chunk(obj, str(path))
     ref = ChunkRef(path, len(chunk), 0)
     return Dataset(path, "single", [ref], chunk.egpt.shape[2], chunk.egpt.shape[1], str(chunk.egpt.dtype).replace("torch.", ""))
-
-
-def open_dataset(path: str | Path) -> Dataset:
-    """Open a chunked directory, a packed directory or a single .pt file (every chunk's shapes
-    and lengths checked). A dataset without a sample is an error too."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"dataset {path} does not exist; check the path or run `adapter-engine synth {path}`")
-    if path.is_dir():
-        from engine.data import packed
-
-        dataset = packed.open_packed(path) if packed.is_packed(path) else _open_chunked(path)
-    else:
-        dataset = _open_single(path)
-    if dataset.num_samples == 0:
-        raise DataError(f"dataset {path} holds no samples; point at a dataset with data in it")
-    return dataset
-
-
-def split_train_val(train: Dataset, val_split: float, seed: int) -> tuple[Dataset, Dataset, str]:
-    """Without separate validation data: a set of several chunks holds out its last chunk; a
-    single file or a one-chunk set holds out a seeded random `val_split` of its samples. Either
-    way no validation sample is ever trained on. Returns (train, val, what was done)."""
-    if len(train.chunks) >= 2:
-        head, tail = train.chunks[:-1], train.chunks[-1:]
-        note = f"no --val_data: holding out the last chunk ({len(tail[0])} samples) of {train.path} for validation"
-        return (replace(train, chunks=head), replace(train, chunks=tail), note)
-    if not 0.0 < val_split < 1.0:
-        raise DataError(f"--val_split must be between 0 and 1, got {val_split}")
-    ref = train.chunks[0]
-    n_val = max(1, int(round(ref.n_samples * val_split)))
-    if n_val >= ref.n_samples:
-        raise DataError(f"{train.path} has {ref.n_samples} samples: too few to split {val_split:.0%} off; pass --val_data")
-    order = torch.randperm(ref.n_samples, generator=torch.Generator().manual_seed(seed)).tolist()
-    val_ids, train_ids = tuple(sorted(order[:n_val])), tuple(sorted(order[n_val:]))
-    note = f"no --val_data: splitting {n_val} of {ref.n_samples} samples ({val_split:.0%}) of {train.path} off for validation"
-    return (replace(train, chunks=[replace(ref, subset=train_ids)]),
-            replace(train, chunks=[replace(ref, subset=val_ids)]), note)

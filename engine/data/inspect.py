@@ -8,7 +8,9 @@ from typing import Any
 
 import torch
 
-from engine.data.formats import DataError, Dataset, load_chunk, open_dataset
+from common.errors import DataError
+from engine.data.dataset import load_chunk, open_dataset
+from engine.data.formats import Dataset
 
 
 def _bytes_on_disk(dataset: Dataset) -> int:

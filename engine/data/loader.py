@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterator, NamedTuple
 import torch
 
 from adapters.padding import Padding
-from engine.data.formats import Chunk, ChunkRef, Dataset, load_chunk
+from engine.data.dataset import load_chunk
+from engine.data.formats import Chunk, ChunkRef, Dataset
 
 PAGE_BYTES = 4096
 

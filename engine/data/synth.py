@@ -31,9 +31,9 @@ from typing import Callable
 import torch
 
 from adapters.checkpoint import atomic_torch_save
-from adapters.errors import UserInputError
+from common.errors import UserInputError
 from adapters.registry import MAX_HIDDEN_DIM
-from engine.fileio import make_dirs, shared_tempdir, unwritable_dir, write_json
+from common.fileio import make_dirs, shared_tempdir, unwritable_dir, write_json
 
 
 @dataclass(frozen=True)

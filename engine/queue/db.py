@@ -25,9 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from adapters.errors import UserInputError
-from adapters.registry import is_safe_name
-from engine.fileio import ReadError, read_json, write_json
+from common.errors import UserInputError
+from common.names import is_safe_name
+from common.fileio import ReadError, read_json, write_json
 from engine.process import is_running, start_of
 from engine.rundir import FINISHED, LAST, STATUS, now_iso
 

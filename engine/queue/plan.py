@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from adapters.errors import UserInputError
+from common.errors import UserInputError
 from adapters.registry import load_registry
 from engine.settings import TRAIN_FLAGS, TrainSettings, resolve
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
-from adapters.errors import UserInputError
-from engine.fileio import ReadError, open_regular, read_json
+from common.errors import UserInputError
+from common.fileio import ReadError, open_regular, read_json
 from engine.launch import torchrun_command
 from engine.queue.db import Job, JobQueue, mark_run_status
 from engine.queue.signals import terminate_group

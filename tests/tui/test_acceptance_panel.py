@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tui_support import eval_result, make_eval, make_run, screen_text, wait_for
-from engine.fileio import write_json
+from common.fileio import write_json
 from tui.data import NO_EVAL, parse_eval, read_eval
 from tui.widgets.acceptance import visible_positions
 

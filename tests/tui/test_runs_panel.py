@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from tui_support import make_run, make_seed_run, screen_text, wait_for
-from engine.fileio import write_json
+from common.fileio import write_json
 
 
 def rows(app):

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tui_support import history, make_run, wait_for
-from engine.fileio import write_json
+from common.fileio import write_json
 
 
 @pytest.mark.parametrize("poll", [False, True], ids=["inotify", "poll"])

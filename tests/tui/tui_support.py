@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.fileio import write_json
+from common.fileio import write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "adapters.toml"

@@ -11,3 +11,7 @@ class ConfigError(UserInputError):
 
 class CheckpointError(UserInputError):
     """A checkpoint or .pt file cannot be loaded safely."""
+
+
+class DataError(UserInputError):
+    """A dataset is missing, malformed or inconsistent."""
