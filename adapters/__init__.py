@@ -1,4 +1,4 @@
-"""The adapter zoo: every level of SPEC §3, its losses and its checkpoints.
+"""The adapter zoo: every level (L1-L5, L5F, B1), its losses and its checkpoints.
 
 Importing this package is cheap and torch-free; the modules that define networks
 (`adapters.base`, `adapters.bottleneck`, `adapters.attention`, `adapters.losses`,

@@ -9,8 +9,6 @@ from torch import nn
 
 from adapters.padding import Padding
 
-CONSUMES = ("drafter", "verifier", "both")
-
 
 class Adapter(nn.Module):
     """Maps drafter (EventGPT) hidden states into the verifier (Video-LLaVA) space.

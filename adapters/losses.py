@@ -1,4 +1,4 @@
-"""Masked losses of SPEC §3. Padding never contributes: values are selected with the mask
+"""The levels' training losses, on the valid tokens only: values are selected with the mask
 before any arithmetic, so even NaN at a padded position cannot leak in."""
 
 from __future__ import annotations
@@ -7,11 +7,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the valid positions (and every hidden unit)."""
-    return F.mse_loss(pred[mask], target[mask])
 
 
 def token_cosine(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -57,17 +52,6 @@ def token_alignment(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8)
     return mse + 0.5 * (1.0 - cosine.mean()), cosine
 
 
-def alignment_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MSE + 0.5 · (1 − masked mean cosine), on padded [B, S, H] tensors."""
-    return token_alignment(pred[mask], target[mask])[0]
-
-
-def _next_state_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MSE(pred[:, :-1], target[:, 1:]) over positions where both t and t+1 are valid."""
-    next_mask = mask[:, :-1] & mask[:, 1:]
-    return masked_mse(pred[:, :-1], target[:, 1:], next_mask) if next_mask.any() else pred.sum() * 0.0
-
-
 def next_token_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`_next_state_mse` on valid tokens [T, H] (in tensor[mask] order): when token j at (b, t)
     has a valid successor (b, t + 1), that successor is token j + 1."""
@@ -77,17 +61,6 @@ def next_token_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor)
     if index.numel() == 0:
         return pred.sum() * 0.0
     return F.mse_loss(pred.index_select(0, index), target.index_select(0, index + 1))
-
-
-def dual_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """0.5 · alignment + 0.5 · MSE(pred[:, :-1], target[:, 1:]) (next-state prediction)."""
-    return 0.5 * alignment_loss(pred, target, mask) + 0.5 * _next_state_mse(pred, target, mask)
-
-
-def level_loss(predicts_next: bool, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The training loss of a level on padded predictions: dual for levels that predict the next
-    state. (The trainer uses `batch_objective`, which computes the same from valid positions.)"""
-    return dual_loss(pred, target, mask) if predicts_next else alignment_loss(pred, target, mask)
 
 
 @dataclass

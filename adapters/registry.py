@@ -20,6 +20,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from adapters import seed
 from common.errors import ConfigError
 from common.names import is_safe_name
 from adapters.zoo import CLASSES, adapter_class
@@ -36,7 +37,6 @@ TRAIN_KEYS: dict[str, type] = {
 }
 FLAG_KEYS: dict[str, type] = {"vlm_only": bool, "fused": bool}
 TEXT_KEYS: dict[str, type] = {"class": str, "name": str, "description": str}
-TRAIN_DEFAULTS: dict[str, Any] = {"num_epochs": 50, "batch_size": 64, "learning_rate": 1e-3, "early_stopping": 10}
 EVAL_KEYS: dict[str, type] = {"thresholds": list, "gamma": int, "draft_cost": float}
 EVAL_DEFAULTS: dict[str, Any] = {"thresholds": [0.8, 0.85, 0.9, 0.95], "gamma": 5, "draft_cost": 0.1}
 
@@ -110,7 +110,7 @@ def _typed(table: str, key: str, value: Any, kind: type) -> Any:
         raise ConfigError(f"[{table}] {key} must be >= 1, got {value}")
     if kind is float and not math.isfinite(value):
         raise ConfigError(f"[{table}] {key} must be a finite number, got {value}")
-    if kind is float and key in ("learning_rate", "draft_cost") and not value > 0:
+    if kind is float and key == "learning_rate" and not value > 0:
         raise ConfigError(f"[{table}] {key} must be > 0, got {value}")
     if key == "dropout" and not 0.0 <= value < 1.0:
         raise ConfigError(f"[{table}] dropout must be in [0, 1), got {value}")
@@ -144,10 +144,23 @@ def _parse_level(key: str, raw: Any) -> LevelSpec:
         name=values.get("name", key),
         description=values.get("description", ""),
         arch={k: v for k, v in values.items() if k in ARCH_KEYS},
-        train={**TRAIN_DEFAULTS, **{k: v for k, v in values.items() if k in TRAIN_KEYS}},
+        train={**seed.TRAIN_DEFAULTS, **{k: v for k, v in values.items() if k in TRAIN_KEYS}},
         vlm_only=values.get("vlm_only", False),
         fused=fused,
     )
+
+
+def eval_problem(thresholds: Any, gamma: Any, draft_cost: Any, prefix: str = "") -> str | None:
+    """What is wrong with evaluation settings, from [eval] or from `eval`'s flags (prefix "--") alike."""
+    numbers = isinstance(thresholds, list) and all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) for t in thresholds)
+    if not thresholds or not numbers or not all(-1 < t < 1 for t in thresholds):
+        return f"{prefix}thresholds must be a non-empty list of numbers between -1 and 1"
+    if isinstance(gamma, bool) or not isinstance(gamma, int) or gamma < 1:
+        return f"{prefix}gamma must be an integer >= 1, got {gamma!r}"
+    if isinstance(draft_cost, bool) or not isinstance(draft_cost, (int, float)) or not 0 <= draft_cost < math.inf:
+        return f"{prefix}draft_cost must be a finite number >= 0, got {draft_cost!r}"
+    return None
 
 
 def _parse_eval(raw: Any) -> dict[str, Any]:
@@ -157,11 +170,12 @@ def _parse_eval(raw: Any) -> dict[str, Any]:
     for key, value in raw.items():
         if key not in EVAL_KEYS:
             raise ConfigError(f"[eval] unknown key {key!r} (known: {', '.join(EVAL_KEYS)})")
-        result[key] = _typed("eval", key, value, EVAL_KEYS[key])
-    thresholds = result["thresholds"]
-    if not thresholds or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and -1 < t < 1 for t in thresholds):
-        raise ConfigError("[eval] thresholds must be a non-empty list of numbers between -1 and 1")
-    result["thresholds"] = [float(t) for t in thresholds]
+        result[key] = value
+    problem = eval_problem(result["thresholds"], result["gamma"], result["draft_cost"])
+    if problem:
+        raise ConfigError(f"[eval] {problem}")
+    result["thresholds"] = [float(t) for t in result["thresholds"]]
+    result["draft_cost"] = float(result["draft_cost"])
     return result
 
 

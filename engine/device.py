@@ -15,9 +15,11 @@ def pick_device(name: str) -> torch.device:
     """The device a checked --device name means here: auto is CUDA when there is one. A CUDA
     device that is absent is a UserInputError."""
     from common.errors import UserInputError
-    from engine.settings import check_device_name
+    from engine.settings import FIELD
 
-    check_device_name(name)
+    problem = FIELD["device"].problem(name)
+    if problem:
+        raise UserInputError(problem)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):

@@ -24,24 +24,31 @@ says how they differ):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from adapters import seed
-from adapters.checkpoint import safe_load
-from common.errors import UserInputError
+from adapters.checkpoint import load_adapter, safe_load
 from adapters.losses import token_cosine
 from adapters.padding import Padding
 from adapters.reference import lm_head_weight
+from adapters.registry import eval_problem
+from common.errors import DataError, UserInputError
+from common.fileio import ReadError, read_json
+from engine.data.dataset import open_dataset, split_train_val
 from engine.data.formats import Dataset
 from engine.data.loader import val_loader
-from engine.device import to_device
+from engine.device import pick_device, to_device
 from engine.metrics import leading_run
+from engine.rundir.evaluation import PRIMARY_THRESHOLD, eval_key, write_eval
+from engine.rundir.files import history_key
+from engine.rundir.layout import CONFIG, checkpoint_of
+from engine.settings import TrainSettings
 
-MAX_GAMMA = 8
-PRIMARY_THRESHOLD = 0.9
+MAX_GAMMA = 8  # expected_accepted is tabled for γ = 1..8
 
 
 def load_lm_head(path: str, hidden: int) -> torch.Tensor:
@@ -57,8 +64,33 @@ def load_lm_head(path: str, hidden: int) -> torch.Tensor:
     return head.float()
 
 
-def tau_key(tau: float) -> str:
-    return f"{tau:g}"
+@dataclass(frozen=True)
+class EvalOptions:
+    """How to evaluate: thresholds, the draft length γ, the draft step's cost and, to add the
+    reference's speedup estimates, its timings (ms). Checked once, the same way whatever their
+    source ([eval] of adapters.toml or `eval`'s flags)."""
+
+    thresholds: tuple[float, ...]
+    gamma: int
+    draft_cost: float
+    timing: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        problem = eval_problem(list(self.thresholds), self.gamma, self.draft_cost)
+        if problem:
+            raise UserInputError(problem)
+        if self.timing and any(not 0 <= v < float("inf") for v in self.timing.values()):
+            raise UserInputError("the timing flags (--egpt_prefill_ms ...) must be finite numbers >= 0")
+
+    @classmethod
+    def from_registry(cls, defaults: dict[str, Any], flags: bool = False, **overrides: Any) -> "EvalOptions":
+        """[eval]'s values, with any override that is not None (`flags`: they came from flags,
+        and a problem names the flag)."""
+        merged = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
+        problem = eval_problem(list(merged["thresholds"]), merged["gamma"], merged["draft_cost"], "--" if flags else "")
+        if problem:
+            raise UserInputError(problem)
+        return cls(tuple(merged["thresholds"]), merged["gamma"], merged["draft_cost"], merged.get("timing") or None)
 
 
 class SpecDecodeAccumulator:
@@ -118,14 +150,14 @@ class SpecDecodeAccumulator:
             "accept_rate": {}, "prefix_length": {}, "accept_by_position": {}, "expected_accepted": {},
         }
         for i, tau in enumerate(self.thresholds):
-            key, length = tau_key(tau), lengths[:, i]
+            key, length = eval_key(tau), lengths[:, i]
             result["accept_rate"][key] = self.accepted[i].item() / max(self.tokens, 1)
             result["prefix_length"][key] = {"mean": length.mean().item(), "median": torch.quantile(length, 0.5).item(),
                                             "p90": torch.quantile(length, 0.9).item()}
             result["accept_by_position"][key] = (length[:, None] >= positions[None, :]).double().mean(0).tolist()
             expected = torch.minimum(length[:, None], gammas[None, :]).mean(0)
             result["expected_accepted"][key] = {str(int(g)): e for g, e in zip(gammas.tolist(), expected.tolist())}
-        primary = tau_key(PRIMARY_THRESHOLD if PRIMARY_THRESHOLD in self.thresholds else self.thresholds[-1])
+        primary = eval_key(PRIMARY_THRESHOLD if PRIMARY_THRESHOLD in self.thresholds else self.thresholds[-1])
         expected_at_gamma = torch.minimum(lengths[:, self.thresholds.index(float(primary))],
                                           torch.tensor(float(gamma))).mean().item()
         result.update({
@@ -153,7 +185,7 @@ class SpecDecodeAccumulator:
             variance = (squares - total * total / n) / (n - 1) if n > 1 else float("nan")
             rows.append({"position": position, "mean": total / n, "std": max(variance, 0.0) ** 0.5 if n > 1 else None,
                          "num_samples": int(n),
-                         **{f"accept_{round(tau * 100)}": a / n for tau, a in zip(self.thresholds, accepted)}})
+                         **{f"accept_{history_key(tau)}": a / n for tau, a in zip(self.thresholds, accepted)}})
         return rows
 
 
@@ -185,21 +217,65 @@ def reference_speedup(lengths: torch.Tensor, gamma: int, timing: dict[str, float
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: Dataset, *, thresholds: list[float], gamma: int, draft_cost: float,
-             lm_head: torch.Tensor | None = None, device: torch.device | str = "cpu", batch_size: int = 64,
-             timing: dict[str, float] | None = None) -> dict[str, Any]:
+def evaluate(model: torch.nn.Module, data: Dataset, options: EvalOptions, *, lm_head: torch.Tensor | None = None,
+             device: torch.device | str = "cpu", batch_size: int = 64) -> dict[str, Any]:
     device = torch.device(device)
     model = model.to(device).eval()
-    acc = SpecDecodeAccumulator(thresholds, lm_head)
+    acc = SpecDecodeAccumulator(list(options.thresholds), lm_head)
     gpu = device.type == "cuda"
     batches = val_loader(data, batch_size, pin_memory=gpu, reuse_buffers=3, gather_ahead=gpu)
     for batch in to_device(batches, device):
         acc.update(model(batch.egpt, batch.vl, batch.mask, packed=True), batch.vl, batch.mask)
-    return acc.compute(gamma, draft_cost, timing)
+    return acc.compute(options.gamma, options.draft_cost, options.timing)
+
+
+def record(checkpoint: Path, payload: dict[str, Any], data: Dataset, result: dict[str, Any]) -> dict[str, Any]:
+    """eval.json's content: what was evaluated, on what, and the figures."""
+    return {"checkpoint": str(checkpoint), "level": payload.get("level"), "epoch": payload.get("epoch"),
+            "data": str(data.path), **result}
+
+
+def _run_settings(run_dir: Path) -> TrainSettings | None:
+    try:
+        return TrainSettings.from_dict(read_json(run_dir / CONFIG)["settings"])
+    except (ReadError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def evaluate_run(target: Path, options: EvalOptions, *, data: str | None = None, lm_head: str | None = None,
+                 device: str = "auto") -> tuple[dict[str, Any], Path]:
+    """Evaluate a run directory (its best checkpoint) or a checkpoint file on the run's own
+    validation data (or `data`), and write eval.json beside it. Returns (eval.json's content,
+    its path). Every input is checked before anything is computed or written."""
+    from common.fileio import unwritable_dir
+
+    torch_device = pick_device(device)  # an unknown or absent device fails before anything is read
+    checkpoint = checkpoint_of(target)
+    run_dir = target if target.is_dir() else target.parent
+    problem = unwritable_dir(run_dir)
+    if problem:
+        raise UserInputError(f"cannot write eval.json: {problem}")
+    model, payload = load_adapter(checkpoint)
+    settings = _run_settings(run_dir)
+    if data:
+        dataset = open_dataset(data)
+    elif settings is not None and settings.val_data:
+        dataset = open_dataset(settings.val_data)
+    elif settings is not None:
+        _, dataset, _ = split_train_val(open_dataset(settings.train_data), settings.val_split, settings.seed)
+    else:
+        raise UserInputError(f"{target}: no run config to find validation data in; pass --data VAL")
+    hidden = payload["init_kwargs"]["hidden_dim"]
+    if dataset.hidden_dim != hidden:
+        raise DataError(f"{dataset.path} has hidden size {dataset.hidden_dim} but the checkpoint expects {hidden}")
+    head_path = lm_head or (settings.lm_head if settings else None)
+    head = load_lm_head(head_path, hidden) if head_path else None
+    result = record(checkpoint, payload, dataset, evaluate(model, dataset, options, lm_head=head, device=torch_device))
+    return result, write_eval(run_dir, result)
 
 
 def describe(result: dict[str, Any]) -> str:
-    tau = tau_key(result["threshold"])
+    tau = eval_key(result["threshold"])
     prefix = result["prefix_length"][tau]
     lines = [
         f"{result['samples']} samples, {result['tokens']} tokens",
@@ -217,6 +293,3 @@ def describe(result: dict[str, Any]) -> str:
                      f"end to end {ref['speedup_e2e']:.2f}x, prefill-aware end to end {ref['speedup_e2e_prefill_aware']:.2f}x")
     return "\n".join(lines)
 
-
-def eval_path_for(target: Path) -> Path:
-    return (target if target.is_dir() else target.parent) / "eval.json"

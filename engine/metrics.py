@@ -1,4 +1,4 @@
-"""Validation and training metrics of SPEC §6, as tensor code over whole batches.
+"""Validation and training metrics (the history.json keys of docs/CONTRACT.md), as tensor code over whole batches.
 
 Per valid token t, cos_t = cosine(pred_t, target_t).
   loss, cos_sim     mean over batches of the per-batch masked value (as the seed computes them)
@@ -12,12 +12,9 @@ from __future__ import annotations
 import torch
 
 from adapters.losses import Objective
+from engine.rundir.files import history_key
 
 THRESHOLDS = (0.80, 0.85, 0.90, 0.95)
-
-
-def threshold_key(tau: float) -> str:
-    return f"{round(tau * 100):02d}"
 
 
 def leading_run(accepted: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -82,8 +79,8 @@ class MetricAccumulator:
             f"{prefix}cos_sim": self.cos_sum / self.batches,
         }
         for tau, count in zip(self.thresholds, accepts):
-            result[f"{prefix}accept_{threshold_key(tau)}"] = count / max(tokens, 1)
-        result[f"{prefix}consecutive_{threshold_key(self.prefix_threshold)}"] = prefix_sum / max(samples, 1)
+            result[f"{prefix}accept_{history_key(tau)}"] = count / max(tokens, 1)
+        result[f"{prefix}consecutive_{history_key(self.prefix_threshold)}"] = prefix_sum / max(samples, 1)
         if self.lm_head is not None:
             result[f"{prefix}token_match"] = matches / max(tokens, 1)
         return result

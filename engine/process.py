@@ -6,6 +6,7 @@ trusted, adopted or signalled. Torch-free."""
 from __future__ import annotations
 
 import os
+import signal
 from functools import lru_cache
 
 
@@ -53,3 +54,13 @@ def is_running(pid: object, start: str | None = None) -> bool:
         return True
     current = start_of(pid)  # type: ignore[arg-type]
     return current is None or current == start
+
+
+def terminate_group(pgid: int, kill: bool = False) -> bool:
+    """SIGTERM (or SIGKILL) the process group `pgid` (a trainer runs in its own session, so its
+    group id is its pid). Returns False if it no longer exists. Check `is_running` first."""
+    try:
+        os.killpg(pgid, signal.SIGKILL if kill else signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

@@ -8,11 +8,12 @@ import torch
 
 from adapters.checkpoint import load_adapter, safe_load, save_adapter
 from common.errors import CheckpointError
-from adapters.losses import alignment_loss, batch_objective, dual_loss, level_loss, next_token_mse, token_alignment
+from adapters.losses import batch_objective, next_token_mse, token_alignment
+from engine.bench.baseline import padded_level_loss
 from adapters.padding import Padding
 from adapters.registry import build_adapter, count_parameters, load_registry
 
-SPEC_COUNTS = {
+PARAMETER_COUNTS = {
     "L1": 2_113_537, "L2": 6_324_227, "L3": 25_188_355, "L4": 100_714_497,
     "L5": 102_819_841, "B1": 102_819_841, "L5F": 169_936_897,
 }
@@ -34,11 +35,11 @@ def batch(seed=0, batch_size=3, seq=7):
     return egpt, vl, mask
 
 
-@pytest.mark.parametrize("key", SPEC_COUNTS)
+@pytest.mark.parametrize("key", PARAMETER_COUNTS)
 def test_parameter_count_at_4096_matches_spec(registry, key):
     count = count_parameters(registry.level(key), 4096)
-    assert abs(count - SPEC_COUNTS[key]) / SPEC_COUNTS[key] <= 0.005
-    assert count == SPEC_COUNTS[key]
+    assert abs(count - PARAMETER_COUNTS[key]) / PARAMETER_COUNTS[key] <= 0.005
+    assert count == PARAMETER_COUNTS[key]
 
 
 def test_counting_allocates_nothing(registry):
@@ -46,7 +47,7 @@ def test_counting_allocates_nothing(registry):
     assert all(p.device.type == "meta" for p in model.parameters())
 
 
-@pytest.mark.parametrize("key", list(SPEC_COUNTS) + ["L4-2L"])
+@pytest.mark.parametrize("key", list(PARAMETER_COUNTS) + ["L4-2L"])
 def test_forward_backward_every_level(tmp_path, key):
     config = tmp_path / "adapters.toml"
     config.write_text(Path("adapters.toml").read_text() if Path("adapters.toml").exists() else
@@ -57,7 +58,7 @@ def test_forward_backward_every_level(tmp_path, key):
     egpt, vl, mask = batch()
     pred = model(egpt, vl, mask)
     assert pred.shape == vl.shape
-    loss = level_loss(model.predicts_next, pred, vl, mask)
+    loss = padded_level_loss(model.predicts_next, pred, vl, mask)
     loss.backward()
     assert torch.isfinite(loss)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
@@ -66,14 +67,14 @@ def test_forward_backward_every_level(tmp_path, key):
         assert len(model.layers) == 2
 
 
-@pytest.mark.parametrize("key", SPEC_COUNTS)
+@pytest.mark.parametrize("key", PARAMETER_COUNTS)
 def test_padding_changes_neither_loss_nor_gradients(registry, key):
     model = small(registry, key).eval()
     egpt, vl, mask = batch()
 
     def loss_and_grads(egpt, vl):
         model.zero_grad()
-        loss = level_loss(model.predicts_next, model(egpt, vl, mask), vl, mask)
+        loss = padded_level_loss(model.predicts_next, model(egpt, vl, mask), vl, mask)
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
@@ -91,8 +92,8 @@ def test_losses_ignore_nan_at_padding():
     _, vl, mask = batch()
     pred = vl.clone() + 0.1
     pred[~mask] = float("nan")
-    assert torch.isfinite(alignment_loss(pred, vl, mask))
-    assert torch.isfinite(dual_loss(pred, vl, mask))
+    assert torch.isfinite(padded_level_loss(False, pred, vl, mask))
+    assert torch.isfinite(padded_level_loss(True, pred, vl, mask))
 
 
 def test_alignment_loss_value():
@@ -100,7 +101,7 @@ def test_alignment_loss_value():
     target = torch.tensor([[[0.0, 1.0], [9.0, 9.0]]])
     mask = torch.tensor([[True, False]])
     # MSE over the valid token = (1 + 1) / 2 = 1; cosine = 0 -> 1 + 0.5 * 1
-    assert alignment_loss(pred, target, mask).item() == pytest.approx(1.5)
+    assert padded_level_loss(False, pred, target, mask).item() == pytest.approx(1.5)
 
 
 def test_token_alignment_matches_autograd_of_the_library_losses():
@@ -145,7 +146,7 @@ def test_l5f_gate_gets_gradient_from_both_inputs(registry):
     egpt, vl, mask = batch()
     egpt.requires_grad_(True)
     vl_in = vl.clone().requires_grad_(True)
-    loss = level_loss(True, model(egpt, vl_in, mask), vl, mask)
+    loss = padded_level_loss(True, model(egpt, vl_in, mask), vl, mask)
     loss.backward()
     assert model.gate.weight.grad is not None
     half = H
@@ -154,7 +155,7 @@ def test_l5f_gate_gets_gradient_from_both_inputs(registry):
     assert egpt.grad.abs().sum() > 0 and vl_in.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("key", SPEC_COUNTS)
+@pytest.mark.parametrize("key", PARAMETER_COUNTS)
 def test_checkpoint_round_trip(tmp_path, registry, key):
     model = small(registry, key).eval()
     path = tmp_path / f"{key}.pt"
@@ -207,20 +208,20 @@ def test_per_token_levels_give_the_same_valid_outputs_on_the_padded_batch(regist
     assert (tokens[~mask] == 0).all()
 
 
-@pytest.mark.parametrize("key", SPEC_COUNTS)
+@pytest.mark.parametrize("key", PARAMETER_COUNTS)
 def test_packed_tokens_give_the_padded_output_at_valid_positions(registry, key):
     model = small(registry, key).eval()
     egpt, vl, mask = batch()
     torch.testing.assert_close(model(egpt[mask], vl[mask], mask, packed=True), model(egpt, vl, mask)[mask])
 
 
-@pytest.mark.parametrize("key", SPEC_COUNTS)
+@pytest.mark.parametrize("key", PARAMETER_COUNTS)
 def test_batch_objective_equals_the_padded_level_loss(registry, key):
     model = small(registry, key).eval()
     egpt, vl, mask = batch()
     pred = model(egpt, vl, mask)
     objective = batch_objective(model, model.predicts_next, egpt[mask], vl[mask], mask)
-    torch.testing.assert_close(objective.loss, level_loss(model.predicts_next, pred, vl, mask))
+    torch.testing.assert_close(objective.loss, padded_level_loss(model.predicts_next, pred, vl, mask))
     torch.testing.assert_close(objective.cosine, torch.nn.functional.cosine_similarity(pred, vl, dim=-1)[mask])
 
 

@@ -35,7 +35,8 @@ def validate(rank, world, port, data, out, level, result_file):
     import torch.distributed as dist
 
     from engine.distributed import DistContext
-    from engine.train import Trainer, prepare
+    from engine.inputs import prepare
+    from engine.train import Trainer
 
     ctx = DistContext()
     if world > 1:

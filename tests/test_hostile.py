@@ -35,7 +35,7 @@ def tree(root: Path) -> dict[str, tuple]:
 def world(tmp_path_factory):
     """Data, runs and traps every bad-input case uses, built once."""
     root = tmp_path_factory.mktemp("world")
-    data = make_synth(root / "data", samples=96, val_samples=16, hidden_dim=16, max_seq=6, chunk_size=32, lm_head=True)
+    make_synth(root / "data", samples=96, val_samples=16, hidden_dim=16, max_seq=6, chunk_size=32, lm_head=True)
     (root / "a_file").write_text("not a directory")
     empty = make_synth(root / "empty_src", samples=4, val_samples=4, hidden_dim=16, max_seq=6, chunk_size=4)
     index = json.loads((empty / "train" / "index.json").read_text())
@@ -117,7 +117,7 @@ def bad_inputs(w: Path) -> list[tuple[list, str]]:
         (["eval", w / "ckpts" / "missing.pt", "--data", d / "val"], "missing 'init_kwargs'"),
         (["eval", w / "ckpts" / "kwargs.pt", "--data", d / "val"], "does not rebuild its adapter"),
         (["eval", w / "ckpts" / "empty_state.pt", "--data", d / "val"], "does not rebuild its adapter"),
-        (["eval", w / "ckpts" / "good.pt", "--data", d / "val", "--draft_cost", "inf"], "--draft_cost a finite"),
+        (["eval", w / "ckpts" / "good.pt", "--data", d / "val", "--draft_cost", "inf"], "--draft_cost must be a finite"),
         # configuration and the queue database
         (["levels", "--config", w / "presets.toml"], "[presets]"),
         (["levels", "--config", w / "datasets.toml"], "[datasets]"),
@@ -215,7 +215,7 @@ def test_a_full_disk_under_queue_db_is_said_at_once(tmp_path):
 
 def test_nested_json_is_refused_not_crashed(tmp_path):
     from common.fileio import ReadError, read_json
-    from engine.runindex import summarize
+    from engine.rundir.summary import summarize
 
     run = tmp_path / "L1" / "L1_20260101_000000"
     run.mkdir(parents=True)
@@ -239,8 +239,9 @@ def test_a_fifo_never_blocks_a_reader(tmp_path, name):
     code = f"""
 import sys
 sys.path.insert(0, {str(ROOT)!r})
-from engine.runindex import load_runs
-from tui.data import read_run, read_tail
+from engine.rundir.summary import load_runs
+from engine.rundir.files import read_tail
+from engine.rundir.run import read_run
 rows = load_runs({str(tmp_path / 'runs')!r})
 data = read_run({str(run)!r})
 read_tail(__import__('pathlib').Path({str(run / 'train.log')!r}), 0)
@@ -422,8 +423,8 @@ if given is not None:
                max_leaves=20).map(lambda v: json.dumps(v).encode())),
            status=st.binary(max_size=200))
     def test_any_bytes_as_history_or_status_never_crash_a_reader(tmp_path, history, status):
-        from engine.runindex import summarize
-        from tui.data import read_run
+        from engine.rundir.summary import summarize
+        from engine.rundir.run import read_run
 
         run = tmp_path / "L1" / "L1_20260101_000000"
         run.mkdir(parents=True, exist_ok=True)

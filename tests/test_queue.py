@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from support import wait_for
+from support import ROOT, wait_for
 
 from common.errors import UserInputError
 from engine.queue import Job, JobQueue, Worker, trainer_command
-from engine.queue import db as queue_db
+from engine.queue import storage as queue_db
 from engine.queue.worker import acquire_lock, WorkerAlreadyRunning
 from engine.process import pid_exists as pid_alive
 
@@ -84,7 +84,7 @@ WORKER_SCRIPT = textwrap.dedent('''
     fake, runs, exit_when_idle = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 
     def command_for(job, runs_dir):
-        argv = [sys.executable, fake, json.dumps(job.args), str(runs_dir)]
+        argv = [sys.executable, fake, json.dumps(job.settings), str(runs_dir)]
         return argv + [job.run_dir] if job.resume and job.run_dir else argv
 
     try:
@@ -117,7 +117,7 @@ def q(runs):
 
 def fake_command(fake: Path):
     def command_for(job: Job, runs_dir: Path) -> list[str]:
-        argv = [sys.executable, str(fake), json.dumps(job.args), str(runs_dir)]
+        argv = [sys.executable, str(fake), json.dumps(job.settings), str(runs_dir)]
         return argv + [job.run_dir] if job.resume and job.run_dir else argv
     return command_for
 
@@ -152,7 +152,7 @@ def test_an_older_database_is_migrated(runs, monkeypatch):
     monkeypatch.setattr(queue_db, "SCHEMA_VERSION", len(queue_db.MIGRATIONS))
     with JobQueue(runs) as q:
         assert q.schema_version() == len(queue_db.MIGRATIONS)
-        assert q.jobs()[0].args == {"num_epochs": 2}
+        assert q.jobs()[0].settings == {"num_epochs": 2}
     con = sqlite3.connect(runs / "queue.db")
     assert "note" in [row[1] for row in con.execute("PRAGMA table_info(jobs)")]
     con.close()
@@ -195,31 +195,46 @@ def test_order_front_move_remove_clear(q):
     assert [j.id for j in q.jobs()] == [b, c]
 
 
-@pytest.mark.parametrize("level, args, message", [
+@pytest.mark.parametrize("level, settings, message", [
     ("../etc", {}, "not a safe level key"),
-    ("L1", {"../x": 1}, "not a flag name"),
-    ("L1", {"output_dir": "/tmp"}, "set by the queue"),
-    ("L1", {"num_epochs": {"a": 1}}, "type dict"),
+    ("L1", {"num_epochs": float("nan")}, "not a plain JSON value"),
+    ("L1", {"arch_overrides": {"num_heads": object()}}, "not a plain JSON value"),
     ("L1", ["num_epochs", 2], "must be a dict"),
 ])
-def test_bad_jobs_are_refused(q, level, args, message):
+def test_bad_jobs_are_refused(q, level, settings, message):
     with pytest.raises(UserInputError, match=message):
-        q.add(level, args)
+        q.add(level, settings)
     assert q.jobs() == []
 
 
-def test_trainer_command_maps_args_to_flags(runs):
-    job = Job(id=1, level="L4", dataset="demo", args={"train_data": "/d/train", "num_epochs": 2, "vlm_only": True,
-                                                      "lm_head": None, "learning_rate": 1e-4},
-              state="running", position=None, run_dir="/r/L4/L4_x", pid=None, host=None, created_at="",
-              started_at=None, finished_at=None, exit_code=None, error=None, resume=True, config="/c/adapters.toml")
-    argv = trainer_command(job, runs)
-    assert argv[:6] == [sys.executable, "-m", "engine", "train", "--level", "L4"]
-    assert "--train_data=/d/train" in argv and "--num_epochs=2" in argv and "--learning_rate=0.0001" in argv
-    assert "--vlm_only" in argv and not any(a.startswith("--lm_head") for a in argv)
-    assert argv[-6:] == ["--config", "/c/adapters.toml", "--runs", str(runs), "--resume", "/r/L4/L4_x"]
-    job.nproc = 2
+def job_of(settings, **kw):
+    return Job(id=1, level=kw.pop("level", "L4"), dataset="demo", settings=settings, state="running", position=None,
+               run_dir=kw.pop("run_dir", None), pid=None, host=None, created_at="", started_at=None,
+               finished_at=None, exit_code=None, error=None, config=str(ROOT / "adapters.toml"), **kw)
+
+
+def test_the_trainer_gets_the_jobs_settings_filed_under_the_runs_directory(runs, tiny_data):
+    from engine.queue.plan import plan_jobs
+
+    planned = plan_jobs(["L4"], train_data=str(tiny_data / "train"), num_epochs=2, learning_rate=1e-4,
+                        vlm_only=True).settings[0]
+    argv = trainer_command(job_of(planned.as_dict()), runs)
+    assert argv[:4] == [sys.executable, "-m", "engine", "train"] and argv[4] == "--settings"
+    written = json.loads(Path(argv[5]).read_text())
+    assert written == {**planned.as_dict(), "output_dir": str(runs), "layout": "levels"}
+    assert trainer_command(job_of(planned.as_dict(), resume=True, run_dir="/r/L4/L4_x"), runs)[4:] == \
+        ["--resume", "/r/L4/L4_x"]
+    job = job_of(planned.as_dict(), nproc=2)
     assert trainer_command(job, runs)[1:5] == ["-m", "engine.launch", "--standalone", "--nproc_per_node=2"]
+
+
+def test_a_job_queued_with_train_flags_is_planned_when_it_starts(runs, tiny_data):
+    """Jobs queued before jobs stored settings hold flags: they still run, as planned now."""
+    argv = trainer_command(job_of({"train_data": str(tiny_data / "train"), "num_epochs": 3}, level="L2"), runs)
+    written = json.loads(Path(argv[5]).read_text())
+    assert (written["level"], written["num_epochs"], written["batch_size"]) == ("L2", 3, 64)
+    with pytest.raises(UserInputError, match="does not exist"):
+        trainer_command(job_of({"train_data": "/no/such/data"}), runs)
 
 
 def test_retry_rules(q, tmp_path):
@@ -252,10 +267,10 @@ def test_concurrent_adds_from_several_processes_lose_nothing(runs, q):
     assert all(p.wait(timeout=60) == 0 for p in procs)
     jobs = q.jobs()
     assert len(jobs) == 100
-    assert sorted(j.args["tag"] for j in jobs) == sorted(f"{p}-{i}" for p in range(4) for i in range(25))
+    assert sorted(j.settings["tag"] for j in jobs) == sorted(f"{p}-{i}" for p in range(4) for i in range(25))
     assert sorted(j.position for j in jobs) == list(range(1, 101))
     for p in range(4):  # each process's jobs keep their order
-        mine = [int(j.args["tag"].split("-")[1]) for j in jobs if j.args["tag"].startswith(f"{p}-")]
+        mine = [int(j.settings["tag"].split("-")[1]) for j in jobs if j.settings["tag"].startswith(f"{p}-")]
         assert mine == sorted(mine)
 
 

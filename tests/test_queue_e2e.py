@@ -60,18 +60,18 @@ def test_add_preset_all_queues_seven_jobs_in_order_with_each_levels_defaults(dat
     assert [j.position for j in jobs] == list(range(1, 8)) and [a["id"] for a in added] == [j.id for j in jobs]
     for job in jobs:
         defaults = registry.level(job.level).train
-        assert {k: job.args[k] for k in defaults} == defaults
-        assert job.args["train_data"] == str((data / "train").resolve())
+        assert {k: job.settings[k] for k in defaults} == defaults
+        assert job.settings["train_data"] == str((data / "train").resolve())
         assert job.state == "queued" and job.config == str(registry.path.resolve())
-    assert jobs[3].args["num_epochs"] == 300 and jobs[3].args["early_stopping"] == 50  # L4's own recipe
-    assert jobs[5].args["vlm_only"] is True  # B1 trains on verifier states
+    assert jobs[3].settings["num_epochs"] == 300 and jobs[3].settings["early_stopping"] == 50  # L4's own recipe
+    assert jobs[5].settings["vlm_only"] is True  # B1 trains on verifier states
 
     # overrides apply to every level; --front puts the new jobs first, in order
     assert main(["queue", "add", "--level", "L2", "--level", "L1", "--num_epochs", "2", "--front", "--seed", "7",
                  "--train_data", str(data / "train"), "--val_data", str(data / "val"), "--runs", str(runs)]) == 0
     with JobQueue(runs) as q:
         head = q.jobs()[:2]
-    assert [(j.level, j.args["num_epochs"], j.args["seed"], j.args["batch_size"]) for j in head] == \
+    assert [(j.level, j.settings["num_epochs"], j.settings["seed"], j.settings["batch_size"]) for j in head] == \
         [("L2", 2, 7, 64), ("L1", 2, 7, 64)]
 
 
@@ -82,8 +82,8 @@ def test_add_carries_precision_and_eval_flags_to_the_trainer(data, runs):
                  "--train_data", str(data / "train"), "--val_data", str(data / "val"), "--runs", str(runs)]) == 0
     with JobQueue(runs) as q:
         job = q.jobs()[-1]
-    argv = trainer_command(job, runs)
-    assert "--precision=bf16" in argv and "--no_eval" in argv and "--compile" in argv
+    settings = json.loads(Path(trainer_command(job, runs)[5]).read_text())
+    assert (settings["precision"], settings["no_eval"], settings["compile"]) == ("bf16", True, True)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -163,7 +163,7 @@ def test_detached_worker_survives_its_shell_and_sighup(runs):
         assert second.returncode == 2 and f"pid {pid}" in second.stderr
         again = engine("queue", "worker", "--detach", "--runs", str(runs), timeout=60)
         assert again.returncode == 2 and "already running" in again.stderr
-        assert ensure_worker(runs) == pid
+        assert ensure_worker(runs) is None  # nothing queued: nothing to ensure
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not pid_alive(pid), timeout=15)
         with JobQueue(runs) as q:
@@ -183,13 +183,16 @@ def test_ensure_worker_with_nothing_queued_returns_none(runs):
 # -- the real trainer -------------------------------------------------------------------------------
 
 def tiny_args(data: Path, **extra) -> dict:
-    return {"train_data": str(data / "train"), "val_data": str(data / "val"), "batch_size": 64,
-            "early_stopping": 0, "seed": 0, "device": "cpu", **extra}
+    """A planned L1 job's settings on the tiny set."""
+    from engine.queue import plan_jobs
+
+    return plan_jobs(["L1"], train_data=str(data / "train"), val_data=str(data / "val"), batch_size=64,
+                     early_stopping=0, seed=0, device="cpu", **extra).jobs[0][1]
 
 
 @pytest.mark.slow
 def test_trainer_exit_2_ends_failed_with_its_error(runs, data):
-    with JobQueue(runs) as q:
+    with JobQueue(runs) as q:  # planned, then its data vanished: the trainer says so, exit 2
         job_id = q.add("L1", {**tiny_args(data), "train_data": "/no/such/dataset"})
         assert ensure_worker(runs) is not None
         job = wait_for(lambda: (j := q.get(job_id)).state not in ("queued", "running") and j, timeout=90)

@@ -172,7 +172,7 @@ def test_a_reference_run_evaluates_and_starts_a_fine_tuning(tmp_path, tiny_data)
 
 def test_init_from_starts_from_those_weights(tmp_path, tiny_data):
     from adapters.checkpoint import load_adapter
-    from engine.train import prepare
+    from engine.inputs import prepare
 
     run = reference_run(tmp_path, tiny_data)
     s = settings_of("--level", "L4", "--num_heads", "4", "--ffn_dim", "32", "--init_from", str(run / "best_model.pt"))
@@ -210,7 +210,7 @@ def test_the_references_lm_head_file_is_accepted(tmp_path, tiny_data):
 
 
 def test_reference_run_directories_show_with_their_evaluation_figures(tmp_path, tiny_data):
-    from engine.runindex import load_runs
+    from engine.rundir.summary import load_runs
 
     runs = tmp_path / "runs"
     ours = runs / "L1" / "L1_20261127_101010"

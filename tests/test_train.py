@@ -14,7 +14,7 @@ import pytest
 from adapters.checkpoint import load_adapter
 from support import ROOT, epochs_recorded, make_synth, run_cli
 from engine.cli import main
-from engine.rundir import SEED_HISTORY_KEYS
+from engine.rundir.files import SEED_HISTORY_KEYS
 
 LEVELS = ["L1", "L2", "L3", "L4", "L5", "B1", "L5F"]
 SMALL_ARCH = ["--num_heads", "4", "--ffn_dim", "64", "--bottleneck_dim", "16"]
@@ -265,7 +265,7 @@ def test_bf16_autocast_runs_on_cpu_when_asked(tmp_path, tiny_data):
 def test_running_run_without_its_process_shows_interrupted(tmp_path):
     import socket
 
-    from engine.runindex import summarize
+    from engine.rundir.summary import summarize
 
     run = tmp_path / "L1" / "L1_20260101_000000"
     run.mkdir(parents=True)

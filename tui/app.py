@@ -3,7 +3,6 @@ stopped on unmount) and installs the main screen; everything else lives in scree
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Iterable
 
@@ -39,8 +38,6 @@ class AdapterTUI(App):
         self.poll = poll
         self.config_error = config_error
         self.watcher: RunsWatcher | None = None
-        self.ready_at: float | None = None
-        self.exit_on_ready = False  # tui.bench measures first paint with it
         self._main = MainScreen(self.runs_dir, self.registry, self.backend)
 
     def get_default_screen(self) -> Screen:
@@ -54,11 +51,6 @@ class AdapterTUI(App):
             self.notify(f"cannot watch {self.runs_dir}: {exc}; try --poll", severity="error", timeout=15)
         if self.config_error:
             self.notify(self.config_error, title="adapters.toml", severity="error", timeout=20)
-
-    def on_ready(self) -> None:
-        self.ready_at = time.perf_counter()
-        if self.exit_on_ready:
-            self.set_timer(0.2, self.exit)  # let pending mounts land first (no errors on the way out)
 
     def on_unmount(self) -> None:
         if self.watcher is not None:

@@ -1,8 +1,9 @@
 """What the TUI asks of the engine, behind one small class so tests can swap it.
 
-The job queue (`engine.queue`, torch-free) is used in-process; anything that imports torch
-(`levels` parameter counts, `data inspect`, `synth`) runs as an `python -m engine ...`
-subprocess. Every method may block: call them from thread workers only.
+The job queue (`engine.queue`, torch-free) is read and changed in-process; anything that imports
+torch runs as a `python -m engine ...` subprocess: queueing new jobs (`queue add`, so the app
+plans and checks exactly as the command line does), `levels` parameter counts, `data inspect`,
+`synth`, `checkpoint`. Every method may block: call them from thread workers only.
 """
 
 from __future__ import annotations
@@ -41,13 +42,30 @@ class Backend:
 
         return ensure_worker(self.runs_dir)
 
-    def submit(self, jobs: list[tuple[str, dict[str, Any]]], *, front: bool, dataset: str | None) -> list[int]:
-        """Queue (level, args) jobs in order, at the head with `front`, and make sure a worker
-        runs them."""
-        config = str(self.config) if self.config else None
-        ids = self.queue.add_many(jobs, front=front, dataset=dataset, config=config)
+    def submit(self, request: Any) -> list[int]:
+        """Queue a LaunchRequest through `adapter-engine queue add`, the engine's own planning and
+        checks (the data read to its last chunk, the model sized against the device), and make
+        sure a worker runs the jobs. Returns their ids; BackendError says why it was refused."""
+        argv = ["queue", "add", "--runs", str(self.runs_dir), "--json"]
+        for level in request.levels:
+            argv += ["--level", level]
+        if request.dataset:
+            argv += ["--dataset", request.dataset]
+        for name, value in request.fields.items():
+            if value is True:
+                argv.append(f"--{name}")
+            elif value is not False and value is not None:
+                argv.append(f"--{name}={value}")  # `=` keeps a value starting with '-' a value
+        if request.front:
+            argv.append("--front")
+        if self.config:
+            argv += ["--config", str(self.config)]
+        try:
+            jobs = json.loads(self._engine(*argv))
+        except json.JSONDecodeError:
+            raise BackendError("queue add printed something that is not JSON") from None
         self.ensure_worker()
-        return ids
+        return [job["id"] for job in jobs]
 
     def job_for_run(self, run_dir: str) -> Any:
         """The newest job that wrote `run_dir`, or None."""

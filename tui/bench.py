@@ -1,8 +1,8 @@
-"""TUI benchmarks (SPEC §9): first paint, watch-to-plot latency (median), loading 1,000 runs.
+"""TUI benchmarks (targets in docs/BENCHMARKS.md): first paint, watch-to-plot latency (median), loading 1,000 runs.
 
 `run_bench()` returns {first_paint_s, watch_latency_median_s, load_1000_runs_s} and:
   load_1000_runs_s          rescan of N runs in a running app until the rows are on screen
-  load_at_startup_s         the same load while the app is still starting up (from mount)
+  load_at_startup_s         the same load while the app is still starting up (from app start)
   first_paint_with_runs_s   first paint of a fresh process (imports included) with N runs present
   runs_on_screen_s          fresh process start to all N rows painted in the leaderboard
 `python -m tui.bench [--runs N] [--samples K] [--json]` prints it, so the engine's `bench tui`
@@ -10,26 +10,22 @@ can call it in a subprocess. Torch-free."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
-
-T0 = time.perf_counter()  # before the heavy imports: first paint counts them
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
 from common.fileio import write_json  # noqa: E402
+from engine.rundir.files import HISTORY_KEYS  # noqa: E402
 
 
 def _history(n: int) -> dict:
-    keys = ("train_loss", "train_cos_sim", "val_loss", "val_cos_sim", "val_accept_80", "val_accept_85",
-            "val_accept_90", "val_accept_95", "val_consecutive_90", "epoch_time_s")
-    h = {k: [round(1.0 / (i + 1), 4) for i in range(n)] for k in keys}
+    h = {k: [round(1.0 / (i + 1), 4) for i in range(n)] for k in HISTORY_KEYS}
     h["epoch"] = list(range(1, n + 1))
     return h
 
@@ -66,35 +62,36 @@ class _NoQueue:
 
 def first_paint(runs_dir: Path, wait_rows: bool = False) -> tuple[float, float | None]:
     """Seconds from interpreter start of a fresh process (imports included) to the first frame,
-    and with `wait_rows` to every run of `runs_dir` painted in the leaderboard."""
+    and with `wait_rows` to every run of `runs_dir` painted in the leaderboard (the RunsShown
+    message the app posts)."""
     code = f"""
 import time
 t0 = time.perf_counter()
-import json
+import asyncio, json
 from pathlib import Path
 import textual.screen
 from tui.app import make_app
 from tui.bench import _NoQueue
-from tui.screens.main import MainScreen
-painted, loaded = [], []
+from tui.messages import RunsShown
+painted, shown = [], []
 _layout = textual.screen.Screen._refresh_layout
 def _refresh_layout(self, *args, **kwargs):  # the first frame is written here
     result = _layout(self, *args, **kwargs)
     painted.append(time.perf_counter())
     return result
 textual.screen.Screen._refresh_layout = _refresh_layout
-_rows_painted = MainScreen._rows_painted
-def rows_painted(self):
-    _rows_painted(self)
-    loaded.append(time.perf_counter())
-    self.app.set_timer(0.3, self.app.exit)  # let the hidden panels finish mounting
-if {wait_rows!r}:
-    MainScreen._rows_painted = rows_painted
-root = Path({str(runs_dir)!r})
-app = make_app(root, backend=_NoQueue(root))
-app.exit_on_ready = not {wait_rows!r}
-app.run(headless=True, size=(120, 40))
-print(json.dumps([painted[0] - t0, loaded[0] - t0 if loaded else None]))
+def hook(message):
+    if isinstance(message, RunsShown):
+        shown.append(time.perf_counter())
+async def main():
+    root = Path({str(runs_dir)!r})
+    app = make_app(root, backend=_NoQueue(root))
+    async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
+        while not painted or ({wait_rows!r} and not shown):
+            await asyncio.sleep(0.002)
+        await pilot.pause(0.3)  # let the hidden panels finish mounting
+asyncio.run(main())
+print(json.dumps([painted[0] - t0, shown[0] - t0 if shown else None]))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
@@ -105,19 +102,28 @@ print(json.dumps([painted[0] - t0, loaded[0] - t0 if loaded else None]))
 
 async def _in_app(runs_dir: Path, target: Path, samples: int, poll: bool) -> tuple[float, float, list[float]]:
     from tui.app import make_app
+    from tui.messages import RunsShown
+
+    shown: list[float] = []
+
+    def hook(message: object) -> None:
+        if isinstance(message, RunsShown):
+            shown.append(time.perf_counter())
 
     app = make_app(runs_dir, backend=_NoQueue(runs_dir), poll=poll)
-    async with app.run_test(size=(160, 48)) as pilot:
+    started = time.perf_counter()
+    async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
         main = app.main
-        while main.loaded_s is None:
-            await asyncio.sleep(0.01)
-        startup_load_s = main.loaded_s
+        while not shown:
+            await asyncio.sleep(0.005)
+        startup_load_s = shown[0] - started
         await pilot.pause(1.0)  # let the lazily mounted panels settle
+        before = len(shown)
         start = time.perf_counter()
         main.action_rescan()  # the leaderboard reads all n runs again
-        while main.loaded_at < start:
+        while len(shown) == before:
             await asyncio.sleep(0.005)
-        load_s = main.loaded_at - start
+        load_s = shown[-1] - start
         main.leaderboard.select_path(str(target))
         while len(main.curves.drawn_history.get("val_loss", [])) != 5:
             await asyncio.sleep(0.01)

@@ -7,15 +7,18 @@ from typing import Any
 
 from textual.message import Message
 
-from engine.runindex import RunSummary
-from tui.data import RunData
+from engine.rundir.summary import RunSummary
+from engine.rundir.run import RunData
 
 
 @dataclass
 class RunsLoaded(Message):
     runs: list[RunSummary]
-    elapsed_s: float
     first_run: bool = False
+
+
+class RunsShown(Message):
+    """The leaderboard's rows of a scan are painted (the hidden panels wait for the first)."""
 
 
 @dataclass

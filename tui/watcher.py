@@ -17,7 +17,7 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from engine.rundir import CONFIG, EVAL, HISTORY, LOG, REFERENCE_METRICS, REFERENCE_POSITIONS, STATUS
+from engine.rundir.layout import CONFIG, EVAL, HISTORY, LOG, REFERENCE_METRICS, REFERENCE_POSITIONS, STATUS
 
 RUN_FILES = {CONFIG, HISTORY, STATUS, EVAL, LOG, REFERENCE_METRICS, REFERENCE_POSITIONS}
 # What the handler uses. Without a filter inotify also reports every open and read-only close,

@@ -10,8 +10,10 @@ import copy
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 
 from adapters.base import Adapter
+from adapters.losses import token_alignment
 from adapters.padding import Padding
 from engine.data.formats import Dataset
 
@@ -115,3 +117,18 @@ class SeedStyleAdapter(torch.nn.Module):
         if self.model.per_token:
             return self.model.adapt(self.model.source(egpt, vl), Padding(mask))
         return self.model(egpt, vl, mask)
+
+
+def padded_level_loss(predicts_next: bool, pred: torch.Tensor, target: torch.Tensor,
+                      mask: torch.Tensor) -> torch.Tensor:
+    """A level's loss computed as the seed does, on padded [B, S, H] predictions: alignment
+    (MSE + 0.5 · (1 − mean cosine)) over valid positions, and for levels that predict the next
+    state, half of it plus half the MSE of pred[:, :-1] against target[:, 1:] where both are
+    valid. `batch_objective` must equal it; the step benchmark's baseline trains with it."""
+    alignment = token_alignment(pred[mask], target[mask])[0]
+    if not predicts_next:
+        return alignment
+    next_mask = mask[:, :-1] & mask[:, 1:]
+    following = (F.mse_loss(pred[:, :-1][next_mask], target[:, 1:][next_mask]) if next_mask.any()
+                 else pred.sum() * 0.0)
+    return 0.5 * alignment + 0.5 * following

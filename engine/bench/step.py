@@ -12,9 +12,9 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from adapters.losses import batch_objective, level_loss
+from adapters.losses import batch_objective
 from adapters.registry import build_adapter, load_registry
-from engine.bench.baseline import per_token_counts, seed_style_batches, SeedStyleAdapter
+from engine.bench.baseline import SeedStyleAdapter, padded_level_loss, per_token_counts, seed_style_batches
 from engine.data.dataset import open_dataset
 from engine.data.formats import Dataset
 from engine.data.loader import train_loader, val_loader
@@ -47,7 +47,7 @@ def _epoch(model: torch.nn.Module, train: Iterable, val: Iterable, validate: Cal
             if ours:  # as the trainer computes it
                 loss = batch_objective(model, model.predicts_next, egpt, vl, mask).loss
             else:
-                loss = level_loss(model.predicts_next, model(egpt, vl, mask), vl, mask)
+                loss = padded_level_loss(model.predicts_next, model(egpt, vl, mask), vl, mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -73,7 +73,7 @@ def _seed_validate(model, batches) -> int:
     tokens = 0
     for egpt, vl, mask in batches:
         pred = model(egpt, vl, mask)
-        level_loss(model.predicts_next, pred, vl, mask).item()
+        padded_level_loss(model.predicts_next, pred, vl, mask).item()
         per_token_counts(pred, vl, mask)
         tokens += int(mask.sum())
     return tokens

@@ -20,7 +20,7 @@ def describe(target: str) -> dict:
     from pathlib import Path
 
     from adapters.checkpoint import load_adapter
-    from engine.run_eval import checkpoint_of
+    from engine.rundir.layout import checkpoint_of
 
     path = checkpoint_of(Path(target))
     model, payload = load_adapter(path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from adapters import seed
 
@@ -32,35 +31,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from common.errors import UserInputError
     from adapters.registry import load_registry
-    from engine.evaluate import describe, eval_path_for
-    from common.fileio import unwritable_dir, write_json
-    from engine.run_eval import evaluate_target
+    from common.errors import UserInputError
+    from engine.evaluate import EvalOptions, describe, evaluate_run
 
-    registry = load_registry(args.config)
-    defaults = registry.eval
-    thresholds = defaults["thresholds"]
+    thresholds = None
     if args.thresholds:
         try:
-            thresholds = [float(t) for t in args.thresholds.split(",")]
+            thresholds = tuple(float(t) for t in args.thresholds.split(","))
         except ValueError:
             raise UserInputError(f"--thresholds must be comma-separated numbers, got {args.thresholds!r}") from None
-        if not all(-1 < t < 1 for t in thresholds):
-            raise UserInputError("--thresholds must lie between -1 and 1")
-    gamma = args.gamma if args.gamma is not None else defaults["gamma"]
-    draft_cost = args.draft_cost if args.draft_cost is not None else defaults["draft_cost"]
-    if gamma < 1 or not 0 <= draft_cost < math.inf:
-        raise UserInputError("--gamma must be >= 1 and --draft_cost a finite number >= 0")
     timing = {name: getattr(args, name) for name in seed.TIMING_MS if getattr(args, name) is not None}
-    if any(not 0 <= value < math.inf for value in timing.values()):
-        raise UserInputError("the timing flags (--egpt_prefill_ms ...) must be finite numbers >= 0")
-    target = Path(args.target)
-    problem = unwritable_dir(eval_path_for(target).parent) if target.exists() else None
-    if problem:
-        raise UserInputError(f"cannot write eval.json: {problem}")
-    result = evaluate_target(target, data=args.data, lm_head=args.lm_head, thresholds=thresholds,
-                             gamma=gamma, draft_cost=draft_cost, device=args.device, timing=timing or None)
-    write_json(eval_path_for(target), result)
+    options = EvalOptions.from_registry(load_registry(args.config).eval, flags=True, thresholds=thresholds,
+                                        gamma=args.gamma, draft_cost=args.draft_cost, timing=timing or None)
+    result, _ = evaluate_run(Path(args.target), options, data=args.data, lm_head=args.lm_head, device=args.device)
     print(json.dumps(result, indent=2) if args.json else describe(result))
     return 0

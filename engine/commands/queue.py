@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from engine.rundir.states import STOP_GRACE_S
+
 
 def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
     p.add_argument("--runs", default="runs", metavar="DIR", help="runs directory holding queue.db (default: runs)")
@@ -22,7 +24,7 @@ def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from engine.commands.train import add_train_flags
+    from engine.settings import add_train_flags
 
     p = sub.add_parser("queue", help="queue trainings and run them with a detached worker",
                        description="The job queue in RUNS/queue.db: add jobs, list, cancel, retry, reorder, and run "
@@ -55,8 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "grace period.")
     c.add_argument("ids", type=int, nargs="+", metavar="ID")
     c.add_argument("--wait", action="store_true", help="block until the jobs have stopped")
-    c.add_argument("--grace", type=float, default=30.0, metavar="S",
-                   help="with --wait: seconds before SIGKILL (default 30)")
+    c.add_argument("--grace", type=float, default=STOP_GRACE_S, metavar="S",
+                   help=f"with --wait: seconds before SIGKILL (default {STOP_GRACE_S:g})")
     _common(c, json_flag=False)
     c.set_defaults(func=cmd_cancel)
 
@@ -96,8 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--exit-when-idle", action="store_true", help="exit once nothing is queued or running")
     w.add_argument("--detach", action="store_true", help="start in the background and return its pid")
     w.add_argument("--poll-interval", type=float, default=1.0, metavar="S", help="seconds between checks (default 1)")
-    w.add_argument("--grace", type=float, default=30.0, metavar="S",
-                   help="seconds between SIGTERM and SIGKILL on cancel (default 30)")
+    w.add_argument("--grace", type=float, default=STOP_GRACE_S, metavar="S",
+                   help=f"seconds between SIGTERM and SIGKILL on cancel (default {STOP_GRACE_S:g})")
     w.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
     _common(w)
     w.set_defaults(func=cmd_worker)
@@ -132,7 +134,7 @@ def _deep_check(plan) -> None:
     from dataclasses import replace
 
     from engine.data import inspect_dataset
-    from engine.train import prepare
+    from engine.inputs import prepare
 
     for path in plan.data_paths:
         inspect_dataset(path)
@@ -144,8 +146,8 @@ def _deep_check(plan) -> None:
 
 def cmd_add(args: argparse.Namespace) -> int:
     from common.errors import UserInputError
-    from engine.queue.plan import TRAIN_FLAG_DEFAULTS, plan_jobs
-    from engine.settings import effective_spec, ignored_arch_flags, ignored_warning
+    from engine.queue.plan import plan_jobs
+    from engine.settings import FIELD, effective_spec, ignored_arch_flags, ignored_warning
 
     if args.output_dir and Path(args.output_dir).absolute() != Path(args.runs).absolute() and args.runs != "runs":
         raise UserInputError(f"--output_dir {args.output_dir} and --runs {args.runs} differ; give one of them")
@@ -153,9 +155,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         args.runs = args.output_dir
     if args.nproc < 1:
         raise UserInputError(f"--nproc must be >= 1, got {args.nproc}")
-    skip = ("level", "config", "output_dir")
-    flags = {name: getattr(args, name) for name in TRAIN_FLAG_DEFAULTS if name not in skip}
-    plan = plan_jobs(list(args.level or []), preset=args.preset, config=args.config, **flags)
+    fields = {name: getattr(args, name) for name in FIELD if name not in ("level", "config", "output_dir")}
+    plan = plan_jobs(list(args.level or []), preset=args.preset, config=args.config, **fields)
     _deep_check(plan)
     from adapters.registry import load_registry
 
@@ -173,8 +174,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         return 0
     for job in jobs:
         print(f"queued job {job.id}: {job.level} at position {job.position} "
-              f"({job.args.get('num_epochs')} epochs, batch {job.args.get('batch_size')}, "
-              f"lr {job.args.get('learning_rate')}) on {job.dataset}")
+              f"({job.settings.get('num_epochs')} epochs, batch {job.settings.get('batch_size')}, "
+              f"lr {job.settings.get('learning_rate')}) on {job.dataset}")
     print("start a worker with `adapter-engine queue worker` (or --detach) if none is running")
     return 0
 
@@ -198,7 +199,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             dataset = "/".join(Path(dataset).parts[-2:])
         when = job.finished_at or job.started_at or job.created_at
         rows.append((str(job.id), str(job.position or ""), job.state, job.level, _short(dataset, 20),
-                     str(job.args.get("num_epochs", "")), Path(job.run_dir).name if job.run_dir else "",
+                     str(job.settings.get("num_epochs", "")), Path(job.run_dir).name if job.run_dir else "",
                      (when or "")[11:16], " ".join((job.error or "").split())))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     room = max(20, shutil.get_terminal_size((100, 24)).columns - sum(widths) - 2 * len(widths))
@@ -246,11 +247,11 @@ def cmd_move(args: argparse.Namespace) -> int:
 
 def cmd_clear(args: argparse.Namespace) -> int:
     from common.errors import UserInputError
-    from engine.queue.db import STATES
+    from engine.rundir.states import FINISHED
 
     if not (args.done or args.finished):
         raise UserInputError("say what to clear: --done (done jobs) or --finished (every finished job)")
-    states = tuple(s for s in STATES if s not in ("queued", "running")) if args.finished else ("done",)
+    states = FINISHED if args.finished else ("done",)
     with _queue(args) as q:
         count = q.clear(states)
     if args.json:
@@ -262,7 +263,8 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from common.errors import UserInputError
-    from engine.queue.worker import Worker, parse_gpus, start_detached
+    from engine.queue.spawn import start_detached
+    from engine.queue.worker import Worker, parse_gpus
 
     parse_gpus(args.gpus)
     if not args.poll_interval > 0 or args.grace < 0:
@@ -288,7 +290,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from engine.queue.db import age_s
+    from engine.rundir.states import age_s
 
     with _queue(args) as q:
         q.recover()

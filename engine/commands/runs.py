@@ -8,7 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from engine.runindex import SORT_KEYS
+    from engine.rundir.summary import SORT_KEYS
 
     p = sub.add_parser("runs", help="leaderboard of every run under a runs directory")
     p.add_argument("dir", nargs="?", default="runs", metavar="DIR", help="runs directory (default: runs)")
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from common.errors import UserInputError
-    from engine.runindex import load_runs, sort_runs
+    from engine.rundir.summary import load_runs, sort_runs
 
     root = Path(args.dir)
     if not root.is_dir():

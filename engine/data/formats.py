@@ -73,7 +73,7 @@ class Dataset:
 def validate_chunk(obj: object, where: str, expect_hidden: int | None = None) -> Chunk:
     """Check a loaded chunk dict: the three tensors, agreeing shapes, lengths within bounds."""
     if not isinstance(obj, dict) or not all(k in obj for k in TENSOR_KEYS):
-        raise DataError(f"{where} is not a dict with {', '.join(TENSOR_KEYS)}; re-export it in the SPEC §4 format")
+        raise DataError(f"{where} is not a dict with {', '.join(TENSOR_KEYS)}; re-export it in the format of docs/CONTRACT.md (Data)")
     egpt, vl, lens = (obj[k] for k in TENSOR_KEYS)
     if not all(isinstance(t, torch.Tensor) for t in (egpt, vl, lens)):
         raise DataError(f"{where}: {', '.join(TENSOR_KEYS)} must all be tensors")

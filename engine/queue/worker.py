@@ -1,9 +1,9 @@
 """The queue worker: one per runs directory. It claims queued jobs, runs each trainer as a child
-in its own session (process group), records the run directory as soon as it exists, honours
-cancel requests (SIGTERM, then SIGKILL after a grace period) and writes the outcome. Torch-free.
+in its own session (process group) with the job's settings, records the run directory as soon
+as it exists, honours cancel requests (SIGTERM, then SIGKILL after a grace period) and writes
+the outcome. Torch-free. `engine.queue.spawn` starts one in the background.
 
     Worker(runs_dir, gpus="0,1").run()      # blocks; `adapter-engine queue worker`
-    ensure_worker(runs_dir)                 # start a detached one unless one is alive
 
 Only one worker holds `runs_dir/worker.lock` (an exclusive flock); a second one refuses to
 start. Jobs run one per listed GPU at a time (`gpus`), or one at a time without GPUs.
@@ -19,51 +19,44 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, TextIO
 
 from common.errors import UserInputError
-from common.fileio import ReadError, open_regular, read_json
+from common.fileio import ReadError, open_regular, read_json, write_json
 from engine.launch import torchrun_command
-from engine.queue.db import Job, JobQueue, mark_run_status
-from engine.queue.signals import terminate_group
-from engine.process import is_running
-from engine.rundir import RUN_DIR_FILE_ENV, STATUS, now_iso
+from engine.process import is_running, terminate_group
+from engine.queue.lifecycle import JobQueue
+from engine.queue.plan import settings_of
+from engine.queue.storage import Job
+from engine.rundir.layout import JOB_LOGS, RUN_DIR_FILE_ENV, STATUS, WORKER_LOCK
+from engine.rundir.states import EXIT_STATES, FINISHED, STOP_GRACE_S, now_iso
+from engine.rundir.status import close_status
 
-LOCK_NAME = "worker.lock"
-WORKER_LOG = "worker.log"
-LOGS_DIR = "logs"
 CPU_SLOT = "cpu"
-FINAL_STATES = ("done", "failed", "cancelled", "diverged", "interrupted")
-EXIT_STATES = {0: "done", 1: "failed", 2: "failed", 3: "diverged"}
 
 CommandFor = Callable[[Job, Path], list[str]]
 
 
+def settings_file(runs_dir: Path, job_id: int) -> Path:
+    """Where the worker writes a job's settings for its trainer (RUNS/logs/job_<id>.settings.json)."""
+    return Path(runs_dir) / JOB_LOGS / f"job_{job_id}.settings.json"
+
+
 def trainer_command(job: Job, runs_dir: Path) -> list[str]:
-    """argv for `adapter-engine train` with the job's flags: True is a bare flag, None and
-    False are left out; the queue adds --config (the adapters.toml the job was planned
-    with), --runs and, to resume, --resume RUN_DIR. A job
-    spanning several GPUs runs under torchrun."""
+    """argv for `adapter-engine train` with the job's settings (written to `settings_file`, the
+    run filed under this runs directory), or `--resume RUN_DIR` to continue the job's run. A job
+    spanning several GPUs runs under torchrun. Raises UserInputError for settings that do not
+    hold (the job then fails with that line)."""
     argv = torchrun_command(job.nproc, ["train"]) if job.nproc > 1 else [sys.executable, "-m", "engine", "train"]
-    if "adapter_level" not in job.args:  # a seed command names its level by number
-        argv += ["--level", job.level]
-    for key, value in job.args.items():
-        if value is None or value is False:
-            continue
-        if value is True:
-            argv.append(f"--{key}")
-        elif isinstance(value, list):
-            argv += [f"--{key}", *(str(v) for v in value)]
-        else:
-            argv.append(f"--{key}={value}")  # `=` keeps a value starting with '-' a value
-    if job.config:
-        argv += ["--config", job.config]
-    argv += ["--runs", str(runs_dir)]
     if job.resume and job.run_dir:
-        argv += ["--resume", job.run_dir]
-    return argv
+        return argv + ["--resume", job.run_dir]
+    settings = replace(settings_of(job), output_dir=str(runs_dir), layout="levels")
+    path = settings_file(runs_dir, job.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, settings.as_dict())
+    return argv + ["--settings", str(path)]
 
 
 def parse_gpus(gpus: str | None) -> list[str] | None:
@@ -100,7 +93,7 @@ def acquire_lock(runs_dir: Path, wait_s: float = 5.0) -> int:
     """Take runs_dir/worker.lock (exclusive flock, held for the worker's life). If another
     worker holds it, raise WorkerAlreadyRunning, after waiting up to `wait_s` for one that is
     stopping or still starting."""
-    path = runs_dir / LOCK_NAME
+    path = runs_dir / WORKER_LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + wait_s
     queue = JobQueue(runs_dir)
@@ -143,7 +136,7 @@ class Worker:
     (the real trainer by default; tests pass a stand-in)."""
 
     def __init__(self, runs_dir: str | os.PathLike, gpus: str | None = None, *, exit_when_idle: bool = False,
-                 poll_interval: float = 1.0, grace_s: float = 30.0, heartbeat_s: float = 2.0,
+                 poll_interval: float = 1.0, grace_s: float = STOP_GRACE_S, heartbeat_s: float = 2.0,
                  recover_every_s: float = 10.0, command_for: CommandFor = trainer_command,
                  detached: bool = False, out: TextIO | None = None) -> None:
         self.runs_dir = Path(runs_dir).absolute()
@@ -245,7 +238,7 @@ class Worker:
             free = self._free_slots()
             taken = [g for g in (job.gpus or "").split(",") if g in free] if self.gpus else free[:1]
             q.adopt(job.id, self.pid)
-            logs = self.runs_dir / LOGS_DIR
+            logs = self.runs_dir / JOB_LOGS
             child = _Child(job=job, pid=job.pid, slots=taken, log=logs / f"job_{job.id}.log",
                            run_dir_file=logs / f"job_{job.id}.rundir", run_dir=job.run_dir)
             self.children[job.id] = child
@@ -262,7 +255,7 @@ class Worker:
 
     def _spawn(self, job: Job, slots: list[str]) -> None:
         q = self.queue
-        logs = self.runs_dir / LOGS_DIR
+        logs = self.runs_dir / JOB_LOGS
         logs.mkdir(exist_ok=True)
         log = logs / f"job_{job.id}.log"
         run_dir_file = logs / f"job_{job.id}.rundir"
@@ -284,7 +277,7 @@ class Worker:
                 handle.flush()
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
                                         start_new_session=True, env=env)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, UserInputError) as exc:
             q.finish(job.id, "failed", None, f"cannot start the trainer: {exc}")
             self.log(f"job {job.id} ({job.level}) failed to start: {exc}")
             return
@@ -371,7 +364,7 @@ class Worker:
         cancelled = child.term_sent_at is not None or bool(self.queue.cancel_requests([job.id]))
         raw = status.get("state")
         error = status.get("error") if isinstance(status.get("error"), str) else None
-        if raw in FINAL_STATES:
+        if raw in FINISHED:
             state = raw
         elif cancelled and (code is None or code != 0 or child.killed):
             state = "cancelled"
@@ -389,78 +382,10 @@ class Worker:
                 error = last_line(child.log) or (f"trainer exited with code {code}" if code is not None
                                                  else "trainer process gone")
         if raw == "running" or (child.run_dir and raw is None and state != "done"):
-            mark_run_status(child.run_dir, state, error)
+            close_status(child.run_dir, state, error)
         self.queue.finish(job.id, state, code, error, child.run_dir)
         child.run_dir_file.unlink(missing_ok=True)
         del self.children[job.id]
         self.log(f"job {job.id} ({job.level}) {state}" + (f" (exit {code})" if code is not None else "")
                  + (f": {error}" if error and state != "done" else "")
                  + (f" run {child.run_dir}" if child.run_dir else ""))
-
-
-# -- starting one in the background -----------------------------------------------------------
-
-def worker_argv(runs_dir: Path, gpus: str | None = None, *, exit_when_idle: bool = False,
-                poll_interval: float | None = None, grace_s: float | None = None) -> list[str]:
-    argv = [sys.executable, "-m", "engine", "queue", "worker", "--runs", str(Path(runs_dir).absolute()),
-            "--detached-child"]
-    if gpus:
-        argv += ["--gpus", gpus]
-    if exit_when_idle:
-        argv.append("--exit-when-idle")
-    if poll_interval is not None:
-        argv += ["--poll-interval", str(poll_interval)]
-    if grace_s is not None:
-        argv += ["--grace", str(grace_s)]
-    return argv
-
-
-def start_detached(runs_dir: str | os.PathLike, gpus: str | None = None, *, exit_when_idle: bool = False,
-                   poll_interval: float | None = None, grace_s: float | None = None,
-                   wait_s: float = 15.0) -> int | None:
-    """Start a worker in a new session (stdin /dev/null, output appended to runs/worker.log,
-    SIGHUP ignored), so it outlives this process, its terminal and an SSH hang-up. Waits until
-    it is up; returns its pid, or None if it exited cleanly at once (idle with
-    `exit_when_idle`). A worker that fails to start raises UserInputError with its last line."""
-    runs_dir = Path(runs_dir).absolute()
-    parse_gpus(gpus)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    log_path = runs_dir / WORKER_LOG
-    argv = worker_argv(runs_dir, gpus, exit_when_idle=exit_when_idle, poll_interval=poll_interval, grace_s=grace_s)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    with JobQueue(runs_dir) as q:
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            code = proc.poll()
-            if code is not None:
-                if code == 0:
-                    return None
-                raise UserInputError(f"the queue worker exited at once: {last_line(log_path) or f'exit code {code}'} "
-                                     f"(log: {log_path})")
-            status = q.worker_status()
-            if status.alive and status.pid == proc.pid:
-                break
-            time.sleep(0.05)
-    # Reap it if this process lives on (the TUI), so it never lingers as a zombie.
-    threading.Thread(target=proc.wait, name="reap-queue-worker", daemon=True).start()
-    return proc.pid
-
-
-def ensure_worker(runs_dir: str | os.PathLike, gpus: str | None = None, *, exit_when_idle: bool = True) -> int | None:
-    """If no worker is alive for `runs_dir`, start one detached. Returns the pid of the live
-    worker (the one found or the one started), or None when the new worker found nothing to do
-    and exited (with `exit_when_idle`, the default: it leaves when the queue is empty)."""
-    with JobQueue(runs_dir) as q:
-        status = q.worker_status()
-    if status.alive:
-        return status.pid
-    try:
-        return start_detached(runs_dir, gpus, exit_when_idle=exit_when_idle)
-    except UserInputError:
-        with JobQueue(runs_dir) as q:
-            status = q.worker_status()
-        if status.alive:  # another one won the race
-            return status.pid
-        raise

@@ -9,7 +9,7 @@ import pytest
 
 from tui_support import eval_result, make_eval, make_run, screen_text, wait_for
 from common.fileio import write_json
-from tui.data import NO_EVAL, parse_eval, read_eval
+from engine.rundir.evaluation import NO_EVAL, parse_eval, read_eval
 from tui.widgets.acceptance import visible_positions
 
 CURVE_A = [0.9, 0.8, 0.6, 0.4, 0.2, 0.1, 0.05] + [0.0] * 20
@@ -177,8 +177,8 @@ async def test_eval_json_written_live_reaches_the_plot(runs, app_factory, poll):
     ("done", {}, False, "the evaluation at the end failed"),
 ])
 def test_a_run_without_eval_json_says_why(state, settings, seed_format, words):
-    from engine.runindex import RunSummary
-    from tui.data import why_no_eval
+    from engine.rundir.summary import RunSummary
+    from engine.rundir.run import why_no_eval
 
     summary = RunSummary(run="r", path="/r", level="L1", state=state, seed_format=seed_format)
     assert words in why_no_eval(summary, {"settings": settings})

@@ -24,8 +24,8 @@ async def test_keyboard_queue_l1_for_three_epochs(runs, app_factory, backend):
         await pilot.press("3", "ctrl+s")
         assert await wait_for(pilot, lambda: backend.queue.job_list)
         job = backend.queue.job_list[0]
-        assert job.level == "L1" and job.args["num_epochs"] == 3 and job.dataset == "demo"
-        assert job.args["train_data"].endswith("datasets/demo/train")
+        assert job.level == "L1" and job.settings["num_epochs"] == 3 and job.dataset == "demo"
+        assert job.settings["train_data"].endswith("datasets/demo/train")
         assert backend.queue.calls[0][2] is True  # front
         assert backend.workers_started == 1
         assert await wait_for(pilot, lambda: app.main.query_one("#tabs").active == "runs")
@@ -41,7 +41,7 @@ async def test_validation_and_dataset_inspection(runs, app_factory, backend):
         launch.action_submit(False)
         await pilot.pause(0.1)
         text = screen_text(app)
-        assert "epochs" in text and "must be a number > 0" in text
+        assert "epochs: must be an integer" in text and "learning rate: must be > 0" in text
         assert not backend.queue.job_list
         # a typed path is inspected in a worker: error inline, then a good one with its hidden size
         launch.query_one("#data-path", Input).value = "/nowhere/bad"
@@ -55,11 +55,11 @@ async def test_validation_and_dataset_inspection(runs, app_factory, backend):
         field(app, "bottleneck_dim").value = "32"
         await pilot.press("ctrl+o")
         assert await wait_for(pilot, lambda: backend.queue.job_list)
-        job = backend.queue.job_list[0]
-        assert job.args == {"train_data": "/some/good/data", "num_epochs": 2, "batch_size": 64,
-                            "learning_rate": 0.01, "early_stopping": 10, "bottleneck_dim": 32} | (
-            {"val_data": job.args["val_data"]} if "val_data" in job.args else {})
-        assert job.dataset is None and backend.queue.calls[0][2] is False
+        request = backend.requests[0]  # only what differs from L1's defaults, as queue add's flags
+        assert request.fields == {"train_data": "/some/good/data", "num_epochs": 2, "learning_rate": 0.01,
+                                  "bottleneck_dim": 32} | ({"val_data": request.fields["val_data"]}
+                                                           if "val_data" in request.fields else {})
+        assert request.levels == ["L1"] and request.dataset is None and request.front is False
 
 
 async def test_preset_queues_every_level_with_its_own_defaults(runs, app_factory, backend):
@@ -70,7 +70,7 @@ async def test_preset_queues_every_level_with_its_own_defaults(runs, app_factory
         await pilot.press("ctrl+l")
         assert await wait_for(pilot, lambda: len(backend.queue.job_list) == 7)
         by_level = {j.level: j for j in backend.queue.job_list}
-        assert by_level["L4"].args["num_epochs"] == 300 and by_level["L1"].args["num_epochs"] == 50
+        assert by_level["L4"].settings["num_epochs"] == 300 and by_level["L1"].settings["num_epochs"] == 50
 
 
 async def test_fork_copies_settings(runs, app_factory):
@@ -120,3 +120,28 @@ async def test_architecture_placeholders_follow_the_first_selected_level(runs, a
         levels.select("L4")
         assert await wait_for(pilot, lambda: field(app, "num_heads").placeholder == "8")
         assert field(app, "bottleneck_dim").placeholder == "—"
+
+
+def test_the_app_queues_through_the_engines_own_planning(tmp_path):
+    """The real backend submits with `queue add`: the engine's checks apply, and the job holds
+    validated settings (each level's defaults where the form left a field alone)."""
+    import pytest
+
+    from engine.queue import JobQueue
+    from support import make_synth
+    from tui.backend import Backend, BackendError
+    from tui.widgets.launch import LaunchRequest
+
+    data = make_synth(tmp_path / "data", samples=32, val_samples=8, hidden_dim=16, max_seq=6, chunk_size=32)
+    runs = tmp_path / "runs"
+    backend = Backend(runs, CONFIG)
+    backend.ensure_worker = lambda: None  # queue only: no worker for this test
+    fields = {"train_data": str(data / "train"), "val_data": str(data / "val"), "num_epochs": 2}
+    ids = backend.submit(LaunchRequest(["L1", "L4"], fields, front=False, dataset=None))
+    with JobQueue(runs) as q:
+        jobs = [q.get(i) for i in ids]
+    assert [j.settings["num_epochs"] for j in jobs] == [2, 2]
+    assert [j.settings["early_stopping"] for j in jobs] == [10, 50]  # each level's own default
+    assert jobs[0].settings["train_data"] == str((data / "train").resolve())
+    with pytest.raises(BackendError, match="--num_epochs must be >= 1"):
+        backend.submit(LaunchRequest(["L1"], {**fields, "num_epochs": 0}, front=False, dataset=None))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tui_support import make_reference_run, make_run, screen_text, wait_for
-from tui.data import parse_reference_eval, load_eval
+from engine.rundir.evaluation import load_eval, parse_reference_eval
 
 
 def test_the_references_evaluation_files_become_a_marked_view(tmp_path):

@@ -67,7 +67,7 @@ def test_tmux_queue_l1_quit_and_training_goes_on(tmp_path):
             time.sleep(0.3)
         assert session not in tmux("ls"), "adapter-tui did not quit"
         # training goes on without the TUI and ends done
-        from engine.runindex import load_runs
+        from engine.rundir.summary import load_runs
 
         deadline = time.monotonic() + 600
         state = None

@@ -67,7 +67,7 @@ def test_observer_stops_on_exit(runs, app_factory):
 def test_reading_run_files_posts_nothing(runs):
     """The observer asks inotify for writes, moves, creates and deletes only: the TUI reading
     1,000 run directories must not flood it with open/close events."""
-    from tui.data import read_run
+    from engine.rundir.run import read_run
     from tui.watcher import RunsWatcher
 
     paths = [make_run(runs, "L1", f"L1_{i}") for i in range(20)]

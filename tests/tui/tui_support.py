@@ -114,7 +114,7 @@ class FakeJob:
     id: int
     level: str
     dataset: str | None
-    args: dict
+    settings: dict
     state: str = "queued"
     position: int | None = None
     run_dir: str | None = None
@@ -215,8 +215,16 @@ class FakeBackend:
         self.workers_started += 1
         return 4242
 
-    def submit(self, jobs, *, front, dataset):
-        ids = self.queue.add_many(jobs, front=front, dataset=dataset)
+    def submit(self, request):
+        """As `queue add` would: one job per level, each with its level's defaults for the fields
+        the request leaves out."""
+        from adapters.registry import load_registry
+
+        self.requests = getattr(self, "requests", []) + [request]
+        registry = load_registry(CONFIG)
+        data = {"train_data": str(registry.datasets[request.dataset].train)} if request.dataset else {}
+        jobs = [(level, {**registry.level(level).train, **data, **request.fields}) for level in request.levels]
+        ids = self.queue.add_many(jobs, front=request.front, dataset=request.dataset)
         self.ensure_worker()
         return ids
 

@@ -2,11 +2,11 @@
 
 It is the hub: children post messages up, the watcher's messages arrive here, and every slow
 thing (reading run directories, the queue, engine subprocesses) runs in a thread worker that
-posts a message back."""
+posts a message back. Over 400 lines because it is that hub: each handler is short, and the
+widgets hold their own logic."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,17 +19,18 @@ from textual.widgets import DataTable, Footer, SelectionList, TabbedContent, Tab
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from adapters.registry import Registry
-from engine.rundir import BEST, FINAL, LAST, LOG
-from engine.runindex import load_runs, summarize
+from engine.rundir.layout import BEST, FINAL, LAST, LOG
+from engine.rundir.summary import load_runs, summarize
 from tui.backend import Backend
-from tui.data import RunData, parse_any_eval, read_run
+from engine.rundir.evaluation import parse_any_eval
+from engine.rundir.run import RunData, read_run
 from tui.messages import (CheckpointDescribed, DatasetInspected, JobsSubmitted, LevelsCounted, QueueLoaded, RunRead,
-                          RunsLoaded, SynthProgressed)
+                          RunsLoaded, RunsShown, SynthProgressed)
 from tui.watcher import LevelDirChanged, QueueChanged, RunFilesChanged
 from tui.widgets.acceptance import AcceptancePanel, AcceptanceRun
 from tui.widgets.curves import CurvesPanel
 from tui.widgets.details import RunDetails
-from tui.widgets.launch import LaunchPanel
+from tui.widgets.launch import LaunchPanel, LaunchRequest
 from tui.widgets.leaderboard import Leaderboard
 from tui.widgets.logtail import LogTail
 from tui.widgets.queue import QueuePanel
@@ -73,10 +74,6 @@ class MainScreen(Screen):
         self.states: dict[str, str] = {}
         self.follow_new = False
         self.accept_tau: str | None = None  # threshold of the acceptance plot; None: each file's primary
-        self.mounted_at = time.perf_counter()
-        self.loaded_s: float | None = None
-        self.scan_s: float | None = None
-        self.loaded_at = 0.0
         self._panels: set[str] = set()
         self.checkpoints: dict[tuple[str, int], tuple[dict | None, str | None]] = {}
 
@@ -114,7 +111,6 @@ class MainScreen(Screen):
         return self.query_one(QueuePanel)
 
     def on_mount(self) -> None:
-        self.mounted_at = time.perf_counter()
         self.leaderboard.table.focus()
         # Read the runs once the first frame is out: the reader thread and the event loop share
         # one interpreter lock, so starting it earlier only slows the first paint down.
@@ -128,14 +124,13 @@ class MainScreen(Screen):
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def scan(self, known: list[str] | None = None) -> None:
         known = known or []
-        start = time.perf_counter()
         runs = load_runs(self.runs_dir)
         found = {r.path for r in runs}
         # Rows that vanished stay, saying what is wrong.
         runs += [summarize(Path(p)) for p in known if p not in found]
         datasets = self.registry.datasets.values() if self.registry else []
         first_run = not runs and not any(Path(d.train).exists() for d in datasets)
-        self.post_message(RunsLoaded(runs, time.perf_counter() - start, first_run))
+        self.post_message(RunsLoaded(runs, first_run))
 
     def read(self, path: str, full: bool) -> None:
         self.run_worker(lambda: self._read(path, full), thread=True, exclusive=True,
@@ -184,13 +179,12 @@ class MainScreen(Screen):
     # -- worker results ----------------------------------------------------------------------
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:
-        self.scan_s = message.elapsed_s
         known = set(self.states)
         for run in message.runs:
             self.states[run.path] = run.state
         self.leaderboard.set_runs(message.runs)
         # Loaded means on screen: after the table has measured its rows and the screen refreshed.
-        self.leaderboard.table.call_after_refresh(self._rows_painted)
+        self.leaderboard.table.call_after_refresh(lambda: self.post_message(RunsShown()))
         if self.follow_new:
             new = [r.path for r in message.runs if r.path not in known]
             if new:
@@ -199,11 +193,9 @@ class MainScreen(Screen):
         if message.first_run:
             self._offer_demo()
 
-    def _rows_painted(self) -> None:
-        self.loaded_at = time.perf_counter()
-        if self.loaded_s is None:
-            self.loaded_s = self.loaded_at - self.mounted_at
-            self._mount_panels()
+    @on(RunsShown)
+    def _runs_shown(self) -> None:
+        self._mount_panels()
 
     def _mount_panels(self, panes: set[str] | None = None) -> None:
         """The hidden panels (Launch, Queue, Accept) are mounted once the first rows are on
@@ -402,13 +394,12 @@ class MainScreen(Screen):
     # -- launch ------------------------------------------------------------------------------
     @on(LaunchPanel.Submitted)
     def _submitted(self, message: LaunchPanel.Submitted) -> None:
-        request = message.request
-        self.submit([(level, request.args[level]) for level in request.levels], request.front, request.dataset)
+        self.submit(message.request)
 
     @work(thread=True, group="queue-action", exit_on_error=False)
-    def submit(self, jobs: list[tuple[str, dict]], front: bool, dataset: str | None) -> None:
-        ids = self.backend.submit(jobs, front=front, dataset=dataset)
-        self.post_message(JobsSubmitted(ids, [level for level, _ in jobs], front))
+    def submit(self, request: LaunchRequest) -> None:
+        ids = self.backend.submit(request)
+        self.post_message(JobsSubmitted(ids, request.levels, request.front))
 
     @on(JobsSubmitted)
     def _jobs_submitted(self, message: JobsSubmitted) -> None:
@@ -461,11 +452,8 @@ class MainScreen(Screen):
             self.backend.synth(Path(entry.train).parent, lambda line: self.post_message(SynthProgressed(line)))
         self.post_message(SynthProgressed("demo dataset ready; queueing L1"))
         level = "L1" if "L1" in self.registry.levels else next(iter(self.registry.levels))
-        args = {"train_data": str(entry.train), "num_epochs": DEMO_EPOCHS}
-        if entry.val:
-            args["val_data"] = str(entry.val)
-        ids = self.backend.submit([(level, args)], front=True, dataset="demo")
-        self.post_message(JobsSubmitted(ids, [level], True))
+        request = LaunchRequest([level], {"num_epochs": DEMO_EPOCHS}, front=True, dataset="demo")
+        self.post_message(JobsSubmitted(self.backend.submit(request), [level], True))
 
     @on(SynthProgressed)
     def _synth_progress(self, message: SynthProgressed) -> None:

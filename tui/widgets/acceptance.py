@@ -15,7 +15,8 @@ from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from tui.widgets.throttle import ThrottledRedraw
-from tui.data import EvalView, fmt_float
+from engine.rundir.evaluation import EvalView
+from tui.data import fmt_float
 
 NEGLIGIBLE = 1e-3  # positions where every run is below this are cut from the x axis
 

@@ -1,8 +1,9 @@
 """The launch panel: levels (with parameter counts at the dataset's hidden size), a dataset
-(named or a typed path, validated in a worker upstream), hyperparameters prefilled from the
+(named or a typed path, validated in a worker upstream), the training fields prefilled from the
 level's defaults and validated, architecture overrides under an "advanced" fold, and the
-actions start now / add to queue / queue a preset. It posts requests upward; the screen talks
-to the queue and the engine."""
+actions start now / add to queue / queue a preset. The fields, their labels and their checks
+come from engine.settings.FIELDS, as `queue add`'s flags do; a request goes to the engine's own
+planning (`queue add`), upstream."""
 
 from __future__ import annotations
 
@@ -17,46 +18,44 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.timer import Timer
-from textual.validation import Function, Integer, Regex
+from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Collapsible, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from adapters import seed
 from adapters.registry import LevelSpec, Registry
+from engine.settings import ARCH_FIELDS, FIELD, TRAIN_FIELDS, Field
 from tui.data import fmt_int
 
 CUSTOM = "__path__"
 DEFAULT_HIDDEN = 4096
-TRAIN_FIELDS = ("num_epochs", "batch_size", "learning_rate", "early_stopping")
-ARCH_FIELDS = ("bottleneck_dim", "num_blocks", "num_heads", "num_layers", "ffn_dim")
-LABELS = {"num_epochs": "epochs", "batch_size": "batch size", "learning_rate": "learning rate",
-          "early_stopping": "early stop", "seed": "seed", "device": "device",
-          "bottleneck_dim": "bottleneck dim", "num_blocks": "blocks", "num_heads": "heads",
-          "num_layers": "layers", "ffn_dim": "ffn dim"}
+RUN_FIELDS = ("seed", "device", "precision")  # one value for every level queued
 
 
-def _positive_float(value: str) -> bool:
-    try:
-        return float(value) > 0
-    except ValueError:
-        return False
+class FieldCheck(Validator):
+    """A form field checked as its flag is (engine.settings.Field)."""
 
+    def __init__(self, field: Field) -> None:
+        super().__init__()
+        self.field = field
 
-VALIDATORS = {
-    "num_epochs": [Integer(minimum=1)], "batch_size": [Integer(minimum=1)],
-    "learning_rate": [Function(_positive_float, "must be a number > 0")],
-    "early_stopping": [Integer(minimum=0)], "seed": [Integer(minimum=0)],
-    "device": [Regex(r"^(auto|cpu|mps|cuda(:\d+)?)$", failure_description="auto, cpu, cuda, cuda:N or mps")],
-    **{k: [Integer(minimum=1)] for k in ARCH_FIELDS},
-}
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            parsed = self.field.parse(value.strip())
+        except ValueError:
+            return self.failure("must be an integer" if self.field.kind is int else "must be a number")
+        problem = self.field.problem(parsed)
+        return self.failure(problem.replace(f"{self.field.flag()} ", "")) if problem else self.success()
 
 
 @dataclass
 class LaunchRequest:
+    """What `queue add` gets: these levels, these fields (the others take each level's defaults)."""
+
     levels: list[str]
-    args: dict[str, dict[str, Any]]  # per level
+    fields: dict[str, Any]  # training fields as typed values, train_data/val_data for a typed path
     front: bool
-    dataset: str | None
+    dataset: str | None     # a named dataset of adapters.toml
 
 
 class LaunchPanel(VerticalScroll):
@@ -131,8 +130,8 @@ class LaunchPanel(VerticalScroll):
             for name in TRAIN_FIELDS:
                 yield from self._field(name)
         with Horizontal(classes="row"):
-            yield from self._field("seed", placeholder="0", valid_empty=True)
-            yield from self._field("device", placeholder="auto", valid_empty=True)
+            for name in RUN_FIELDS:
+                yield from self._field(name, placeholder=str(FIELD[name].default), valid_empty=True)
         yield Label("Dataset (named in adapters.toml, or type a path: validated as you type)", classes="section")
         with Horizontal(classes="row"):
             names = list(self.registry.datasets) if self.registry else []
@@ -157,8 +156,8 @@ class LaunchPanel(VerticalScroll):
 
     def _field(self, name: str, placeholder: str = "", valid_empty: bool = False):
         with Vertical(classes="field"):
-            yield Label(LABELS[name])
-            yield Input(placeholder=placeholder, id=f"f-{name}", validators=VALIDATORS[name],
+            yield Label(FIELD[name].label)
+            yield Input(placeholder=placeholder, id=f"f-{name}", validators=[FieldCheck(FIELD[name])],
                         valid_empty=valid_empty, compact=True)
 
     def on_mount(self) -> None:
@@ -333,23 +332,25 @@ class LaunchPanel(VerticalScroll):
 
     # -- submit ------------------------------------------------------------------------------
     def collect(self, levels: list[str], front: bool) -> tuple[LaunchRequest | None, list[str]]:
-        """Validate the form into a request (or the list of problems)."""
+        """Validate the form into a request (or the list of problems). A training field still at
+        its prefill is left out, so each level queued takes its own default."""
         errors: list[str] = []
         if not levels:
             errors.append("select at least one level")
-        typed: dict[str, Any] = {}
-        for name in TRAIN_FIELDS + ("seed", "device") + ARCH_FIELDS:
+        fields: dict[str, Any] = {}
+        for name in TRAIN_FIELDS + RUN_FIELDS + ARCH_FIELDS:
             box = self.query_one(f"#f-{name}", Input)
             value = box.value.strip()
             if not value:
                 if name in TRAIN_FIELDS:
-                    errors.append(f"{LABELS[name]} is empty")
+                    errors.append(f"{FIELD[name].label} is empty")
                 continue
             result = box.validate(value)
             if result is not None and not result.is_valid:
-                errors.append(f"{LABELS[name]}: {'; '.join(result.failure_descriptions)}")
+                errors.append(f"{FIELD[name].label}: {'; '.join(result.failure_descriptions)}")
                 continue
-            typed[name] = float(value) if name == "learning_rate" else value if name == "device" else int(value)
+            if value != self._prefill.get(name):
+                fields[name] = FIELD[name].parse(value)
         train = self.query_one("#data-path", Input).value.strip()
         val = self.query_one("#val-path", Input).value.strip()
         if not train:
@@ -358,21 +359,12 @@ class LaunchPanel(VerticalScroll):
             errors.append("the dataset does not validate (see above)")
         if errors:
             return None, errors
-        per_level: dict[str, dict[str, Any]] = {}
-        for key in levels:
-            spec = self.registry.levels[key]
-            args: dict[str, Any] = {"train_data": train}
+        dataset = self._named_dataset()
+        if dataset is None:
+            fields["train_data"] = train
             if val:
-                args["val_data"] = val
-            for name in TRAIN_FIELDS:
-                # Fields left at the first level's default take each level's own default.
-                user_set = self.query_one(f"#f-{name}", Input).value.strip() != self._prefill.get(name)
-                args[name] = typed[name] if user_set or len(levels) == 1 else spec.train[name]
-            for name in ("seed", "device") + ARCH_FIELDS:
-                if name in typed and typed[name] != "auto":
-                    args[name] = typed[name]
-            per_level[key] = args
-        return LaunchRequest(levels, per_level, front, self._named_dataset()), []
+                fields["val_data"] = val
+        return LaunchRequest(levels, fields, front, dataset), []
 
     def _submit(self, levels: list[str], front: bool) -> None:
         request, errors = self.collect(levels, front)

@@ -15,7 +15,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
-from engine.runindex import HIGHER_IS_BETTER, SORT_KEYS, RunSummary, sort_runs
+from engine.rundir.summary import HIGHER_IS_BETTER, RunSummary, SORT_KEYS, sort_runs
 from tui.data import fmt_duration, fmt_float, fmt_int
 
 # (key, header, formatter); the key is a RunSummary field (also the sort key).

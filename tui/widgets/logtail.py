@@ -7,8 +7,8 @@ from pathlib import Path
 from textual import work
 from textual.widgets import Log
 
-from engine.rundir import LOG
-from tui.data import read_tail
+from engine.rundir.layout import LOG
+from engine.rundir.files import read_tail
 
 
 class LogTail(Log):

@@ -136,7 +136,7 @@ class QueuePanel(Vertical):
         selected = self.selected_id
         table.clear()
         for job in jobs:
-            args = _get(job, "args") or {}
+            args = _get(job, "settings") or {}
             state = str(_get(job, "state"))
             pos = _get(job, "position")
             label = f"{state} #{pos}" if state == "queued" and pos else state

@@ -1,5 +1,5 @@
-"""Read every run directory into leaderboard rows. Torch-free; used by `adapter-engine runs`
-and the TUI. A broken run directory yields a row that says what is wrong, never an exception.
+"""Every run directory as a leaderboard row: used by `adapter-engine runs` and the app. A
+broken run directory yields a row that says what is wrong, never an exception.
 
 A runs directory holds runs in two layouts, side by side: ours, RUNS/<LEVEL>/<RUN>/, and the
 reference's, RUNS/<RUN>/ (a seed command with --output_dir). Run directories written by the
@@ -10,17 +10,15 @@ marked as the reference's figures."""
 from __future__ import annotations
 
 import os
-import re
-import socket
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from adapters import seed
 from common.fileio import ReadError, read_json
-from engine.process import is_running
-from engine.rundir import CONFIG, EVAL, HISTORY, REFERENCE_METRICS, STALE_AFTER_S, STATUS
+from engine.rundir.evaluation import PRIMARY_THRESHOLD, eval_key
+from engine.rundir.layout import CONFIG, EVAL, HISTORY, REFERENCE_METRICS, STATUS, iter_run_dirs, level_of_name
+from engine.rundir.states import age_s, effective_state
 
 
 @dataclass
@@ -51,42 +49,6 @@ class RunSummary:
         return asdict(self)
 
 
-NOT_RUNS = ("datasets", "logs")  # what else a runs directory holds
-RUN_NAME = re.compile(r"^(.+?)_\d{8}_\d{6}(?:_\d+)?$")  # <LEVEL or prefix>_<YYYYmmdd_HHMMSS>[_n]
-
-
-def is_run_dir(path: str) -> bool:
-    return any(os.path.exists(os.path.join(path, name)) for name in (CONFIG, HISTORY, STATUS))
-
-
-def iter_run_dirs(root: Path) -> Iterator[str]:
-    """Run directories (holding config.json, history.json or status.json) in either layout:
-    RUNS/<RUN>/ and RUNS/<LEVEL>/<RUN>/."""
-    try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.is_dir() or entry.name.startswith(".") or entry.name in NOT_RUNS:
-            continue
-        if is_run_dir(entry.path):
-            yield entry.path
-            continue
-        try:
-            runs = sorted(os.scandir(entry.path), key=lambda e: e.name)
-        except OSError:
-            continue
-        for run in runs:
-            if run.is_dir() and is_run_dir(run.path):
-                yield run.path
-
-
-def level_of_name(run_dir: str) -> str:
-    """The level a run directory's name (or, failing that, its parent's) says."""
-    match = RUN_NAME.match(os.path.basename(run_dir))
-    return match.group(1) if match else os.path.basename(os.path.dirname(run_dir))
-
-
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -96,28 +58,6 @@ def _at(history: dict, key: str, index: int | None) -> float | None:
     if index is None or not isinstance(values, list) or index >= len(values):
         return None
     return _number(values[index])
-
-
-def _age_s(stamp: Any) -> float | None:
-    try:
-        return (datetime.now().astimezone() - datetime.fromisoformat(str(stamp))).total_seconds()
-    except (TypeError, ValueError):
-        return None
-
-
-def effective_state(status: dict) -> str:
-    """A `running` run whose process is gone (on this host) or whose heartbeat is stale is
-    shown as interrupted."""
-    state = status.get("state", "unknown")
-    if state != "running":
-        return state if isinstance(state, str) else "unknown"
-    start = status.get("pid_start") if isinstance(status.get("pid_start"), str) else None
-    if status.get("host") == socket.gethostname() and not is_running(status.get("pid"), start):
-        return "interrupted"
-    age = _age_s(status.get("updated_at"))
-    if age is not None and age > STALE_AFTER_S:
-        return "interrupted"
-    return "running"
 
 
 def summarize(run_dir: Path | str) -> RunSummary:
@@ -172,7 +112,7 @@ def summarize(run_dir: Path | str) -> RunSummary:
                                                    "tokens_per_s", "eta_s", "device")}
         if status.get("error"):
             row.error = str(status["error"])
-        started, age = _age_s(status.get("started_at")), _age_s(status.get("updated_at"))
+        started, age = age_s(status.get("started_at")), age_s(status.get("updated_at"))
         if started is not None and age is not None:
             row.duration_s = max(0.0, started - age)
     elif config is not None and history is not None and not os.path.exists(os.path.join(run_dir, STATUS)):
@@ -180,7 +120,7 @@ def summarize(run_dir: Path | str) -> RunSummary:
 
     evaluation = load(EVAL)
     if evaluation:
-        row.prefix_mean_90 = _number((evaluation.get("prefix_length", {}).get("0.9") or {}).get("mean")
+        row.prefix_mean_90 = _number((evaluation.get("prefix_length", {}).get(eval_key(PRIMARY_THRESHOLD)) or {}).get("mean")
                                      if isinstance(evaluation.get("prefix_length"), dict) else None)
         row.expected_tokens = _number(evaluation.get("expected_accepted_at_gamma"))
         row.speedup = _number(evaluation.get("speedup"))

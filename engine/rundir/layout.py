@@ -1,0 +1,97 @@
+"""Where things are in a runs directory: the files of a run, how runs are named and laid out
+(ours, RUNS/<LEVEL>/<LEVEL>_<stamp>/, and the reference's, RUNS/<prefix>_<stamp>/, side by
+side), and what else a runs directory holds (the queue, the worker, datasets)."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+from common.errors import UserInputError
+from common.names import is_safe_name
+
+# The files of a run directory (docs/CONTRACT.md describes each).
+CONFIG, HISTORY, STATUS, LOG = "config.json", "history.json", "status.json", "train.log"
+BEST, LAST, FINAL, CURVES, EVAL = "best_model.pt", "last.pt", "final_model.pt", "training_curves.png", "eval.json"
+LOCK = ".lock"  # flock-ed by the one process that trains the run
+# What the reference's evaluation (measure_feature_acceptance.py) writes, read where it lies in a run directory.
+REFERENCE_METRICS, REFERENCE_POSITIONS = "acceptance_metrics.json", "position_stats.json"
+CHECKPOINTS = (BEST, FINAL, LAST)  # a run directory's checkpoint, in order of preference
+
+# What else a runs directory holds.
+QUEUE_DB, WORKER_LOCK, WORKER_LOG, JOB_LOGS, DATASETS = "queue.db", "worker.lock", "worker.log", "logs", "datasets"
+NOT_RUNS = (DATASETS, JOB_LOGS)
+
+# The trainer writes its run directory's path into the file this names, as soon as it exists (the queue's worker reads it).
+RUN_DIR_FILE_ENV = "ADAPTER_ENGINE_RUN_DIR_FILE"
+
+RUN_NAME = re.compile(r"^(.+?)_\d{8}_\d{6}(?:_\d+)?$")  # <LEVEL or prefix>_<YYYYmmdd_HHMMSS>[_n]
+
+
+def run_stamp(when: datetime | None = None) -> str:
+    """The time part of a run's name, and config.json's `timestamp`: YYYYmmdd_HHMMSS."""
+    return (when or datetime.now()).strftime("%Y%m%d_%H%M%S")
+
+
+def new_run_dir(output_dir: Path, prefix: str, stamp: str, *, nested: bool = True) -> Path:
+    """Create OUTPUT/<PREFIX>/<PREFIX>_<stamp>[_n] (our layout; the prefix is the level key), or
+    with `nested=False` OUTPUT/<PREFIX>_<stamp>[_n] (the reference's). Suffix _2, _3 ... if taken."""
+    if not is_safe_name(prefix):
+        raise UserInputError(f"level key {prefix!r} is not a safe name (letters, digits, '_' and '-')")
+    parent = Path(output_dir) / prefix if nested else Path(output_dir)
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = parent / (f"{prefix}_{stamp}" if n == 1 else f"{prefix}_{stamp}_{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UserInputError(f"too many runs named {prefix}_{stamp} under {parent}")
+
+
+def is_run_dir(path: str) -> bool:
+    return any(os.path.exists(os.path.join(path, name)) for name in (CONFIG, HISTORY, STATUS))
+
+
+def iter_run_dirs(root: Path) -> Iterator[str]:
+    """Run directories (holding config.json, history.json or status.json) in either layout:
+    RUNS/<RUN>/ and RUNS/<LEVEL>/<RUN>/."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.is_dir() or entry.name.startswith(".") or entry.name in NOT_RUNS:
+            continue
+        if is_run_dir(entry.path):
+            yield entry.path
+            continue
+        try:
+            runs = sorted(os.scandir(entry.path), key=lambda e: e.name)
+        except OSError:
+            continue
+        for run in runs:
+            if run.is_dir() and is_run_dir(run.path):
+                yield run.path
+
+
+def level_of_name(run_dir: str) -> str:
+    """The level a run directory's name (or, failing that, its parent's) says."""
+    match = RUN_NAME.match(os.path.basename(run_dir))
+    return match.group(1) if match else os.path.basename(os.path.dirname(run_dir))
+
+
+def checkpoint_of(target: Path) -> Path:
+    """A checkpoint file as given, or a run directory's best_model.pt (else final_model.pt, last.pt)."""
+    if target.is_file():
+        return target
+    if target.is_dir():
+        for name in CHECKPOINTS:
+            if (target / name).is_file():
+                return target / name
+        raise UserInputError(f"{target} holds no checkpoint ({', '.join(CHECKPOINTS)}); train it first")
+    raise UserInputError(f"{target} does not exist; pass a run directory or a checkpoint file")
