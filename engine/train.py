@@ -254,6 +254,7 @@ class Trainer:
             with autocast(self.precision, self.device):
                 objective = batch_objective(self.model, self.predicts_next, batch.egpt, batch.vl, batch.mask)
             metrics.update(objective, batch.mask)
+            self.status.update()  # the heartbeat, through a long validation too
         if self.ctx.enabled:
             metrics.reduce(lambda t: all_reduce(t, self.ctx))
             if any_rank([self.stop_signal is not None], self.ctx, self.device)[0]:

@@ -265,6 +265,7 @@ def test_bf16_autocast_runs_on_cpu_when_asked(tmp_path, tiny_data):
 def test_running_run_without_its_process_shows_interrupted(tmp_path):
     import socket
 
+    from engine.process import start_of
     from engine.rundir.summary import summarize
 
     run = tmp_path / "L1" / "L1_20260101_000000"
@@ -281,3 +282,10 @@ def test_running_run_without_its_process_shows_interrupted(tmp_path):
     status.update(updated_at=now)
     (run / "status.json").write_text(json.dumps(status))
     assert summarize(run).state == "running"
+    # its pid with the process's start time: alive for sure, however long since the last beat
+    status.update(pid_start=start_of(os.getpid()), updated_at="2020-01-01T00:00:00+00:00")
+    (run / "status.json").write_text(json.dumps(status))
+    assert summarize(run).state == "running"
+    status.update(host="another-host")  # elsewhere only the heartbeat can tell
+    (run / "status.json").write_text(json.dumps(status))
+    assert summarize(run).state == "interrupted"

@@ -22,7 +22,7 @@ EXIT_STATES = {EXIT_DONE: "done", EXIT_FAILED: "failed", EXIT_INPUT: "failed", E
 STOP_GRACE_S = 30.0
 
 # A heartbeat older than this means its process is gone (a run's status.json, the queue
-# worker's row): on the writer's own host the pid check says so sooner.
+# worker's row) when the process cannot be looked at: on the writer's own host its pid decides.
 STALE_AFTER_S = 60.0
 
 
@@ -40,14 +40,19 @@ def age_s(stamp: Any) -> float | None:
 
 
 def effective_state(status: dict) -> str:
-    """A `running` run whose process is gone (on this host) or whose heartbeat is stale is
-    shown as interrupted."""
+    """A `running` run whose process is gone is shown as interrupted. On this host its pid says
+    so, and a pid with its start time proves the trainer alive however long it has been quiet
+    (a long validation); elsewhere, or for a bare pid that may have been reused, a heartbeat
+    older than STALE_AFTER_S means gone."""
     state = status.get("state", "unknown")
     if state != "running":
         return state if isinstance(state, str) else "unknown"
-    start = status.get("pid_start") if isinstance(status.get("pid_start"), str) else None
-    if status.get("host") == socket.gethostname() and not is_running(status.get("pid"), start):
-        return "interrupted"
+    if status.get("host") == socket.gethostname():
+        start = status.get("pid_start") if isinstance(status.get("pid_start"), str) else None
+        if not is_running(status.get("pid"), start):
+            return "interrupted"
+        if start is not None:
+            return "running"
     age = age_s(status.get("updated_at"))
     if age is not None and age > STALE_AFTER_S:
         return "interrupted"
