@@ -3,13 +3,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install demo-data clean
+.PHONY: demo test test-fast install demo-data clean
 
 demo: install
 	$(VENV)/bin/adapter-tui
 
 test: install
 	$(PY) -m pytest
+
+# The edit loop: everything but the end-to-end tests that train or spawn processes.
+test-fast: install
+	$(PY) -m pytest -m "not slow" -q
 
 install: $(STAMP)
 

@@ -145,6 +145,7 @@ def test_detached_worker_survives_its_shell_and_sighup(runs):
     shell = subprocess.Popen(["bash", "-c", f"{' '.join(ENGINE)} queue worker --detach --runs {runs} "
                                             "--poll-interval 0.2; sleep 60"],
                              start_new_session=True, stdout=subprocess.PIPE, text=True)
+    pid = None
     try:
         line = shell.stdout.readline()
         assert "started in the background: pid" in line
@@ -172,6 +173,8 @@ def test_detached_worker_survives_its_shell_and_sighup(runs):
     finally:
         if shell.poll() is None:
             os.killpg(shell.pid, signal.SIGKILL)
+        if pid is not None and pid_alive(pid):  # a failed assertion must not leave the worker behind
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_ensure_worker_with_nothing_queued_returns_none(runs):
