@@ -23,6 +23,7 @@ else:  # pragma: no cover
 from adapters import seed
 from common.errors import ConfigError
 from common.names import is_safe_name
+from common.project import PROJECT_FILE, find_project
 from adapters.zoo import CLASSES, adapter_class
 
 MAX_HIDDEN_DIM = 1 << 20  # beyond any model's hidden size; larger ones overflow even a meta-device count
@@ -91,13 +92,14 @@ class Registry:
 
 
 def default_config_path() -> Path:
-    """$ADAPTER_TUI_CONFIG, else ./adapters.toml, else the one shipped beside the packages."""
+    """$ADAPTER_TUI_CONFIG, else the project's adapters.toml (the nearest one from the working
+    directory up), else the one shipped beside the packages."""
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV])
-    local = Path.cwd() / "adapters.toml"
-    if local.is_file():
-        return local
-    return Path(__file__).resolve().parent.parent / "adapters.toml"
+    project = find_project()
+    if project is not None:
+        return project / PROJECT_FILE
+    return Path(__file__).resolve().parent.parent / PROJECT_FILE
 
 
 def _typed(table: str, key: str, value: Any, kind: type) -> Any:

@@ -25,9 +25,9 @@ from typing import Any
 from adapters import seed
 from adapters.registry import LevelSpec, Registry, accepted_arch_keys, load_registry
 from common.errors import UserInputError
+from engine.rundir.layout import resolve_runs_dir
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
-DEFAULT_RUNS = "runs"
 LAYOUTS = ("levels", "seed")  # RUNS/<LEVEL>/<LEVEL>_<stamp>, or OUTPUT_DIR/<prefix>_<stamp>
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
 
@@ -281,7 +281,7 @@ def _output(args: Any, seed_mode: bool) -> tuple[str, str]:
         raise UserInputError("give either --runs or --output_dir, not both")
     if output_dir:
         return output_dir, "seed" if seed_mode else "levels"
-    return runs or DEFAULT_RUNS, "levels"
+    return str(resolve_runs_dir(runs).path), "levels"
 
 
 def flag_defaults() -> dict[str, Any]:

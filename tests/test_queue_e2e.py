@@ -258,3 +258,22 @@ def test_sigkill_of_worker_and_trainer_then_resume_in_the_same_run_dir(runs, dat
     assert history["epoch"] == [1, 2, 3]
     assert sorted(p.name for p in (runs / "L1").iterdir()) == [run_dir.name]  # no second run dir
     assert "--resume" in (runs / "logs" / f"job_{job_id}.log").read_text()
+
+
+@pytest.mark.slow
+def test_worker_stop_stops_the_live_worker(runs):
+    started = engine("queue", "worker", "--detach", "--runs", str(runs), "--poll-interval", "0.2", "--json")
+    assert started.returncode == 0, started.stderr
+    pid = json.loads(started.stdout)["pid"]
+    try:
+        assert pid_alive(pid)
+        stopped = engine("queue", "worker", "--stop", "--runs", str(runs))
+        assert stopped.returncode == 0 and f"stopped the queue worker (pid {pid})" in stopped.stdout
+        assert wait_for(lambda: not pid_alive(pid), timeout=15)
+        with JobQueue(runs) as q:
+            assert not q.worker_status().alive
+        again = engine("queue", "worker", "--stop", "--runs", str(runs))
+        assert again.returncode == 0 and "no worker is running" in again.stdout
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)

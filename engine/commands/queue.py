@@ -18,7 +18,8 @@ from engine.rundir.states import STOP_GRACE_S
 
 
 def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
-    p.add_argument("--runs", default="runs", metavar="DIR", help="runs directory holding queue.db (default: runs)")
+    p.add_argument("--runs", metavar="DIR", help="runs directory holding queue.db (default: $ADAPTER_RUNS, else runs/ "
+                   "beside the nearest adapters.toml from here up, else ./runs)")
     if json_flag:
         p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -97,6 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                   "(default: one job at a time, GPUs as inherited)")
     w.add_argument("--exit-when-idle", action="store_true", help="exit once nothing is queued or running")
     w.add_argument("--detach", action="store_true", help="start in the background and return its pid")
+    w.add_argument("--stop", action="store_true", help="stop the running worker: its running jobs are cancelled "
+                                                       "(each keeps last.pt: retry them with --resume) and it exits")
     w.add_argument("--poll-interval", type=float, default=1.0, metavar="S", help="seconds between checks (default 1)")
     w.add_argument("--grace", type=float, default=STOP_GRACE_S, metavar="S",
                    help=f"seconds between SIGTERM and SIGKILL on cancel (default {STOP_GRACE_S:g})")
@@ -112,10 +115,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # -- helpers ------------------------------------------------------------------------------------
 
+def _runs(args: argparse.Namespace):
+    from engine.rundir.layout import resolve_runs_dir
+
+    return resolve_runs_dir(args.runs)
+
+
 def _queue(args: argparse.Namespace):
+    """The queue, created on first use (for the commands that add or change jobs)."""
     from engine.queue import JobQueue
 
-    return JobQueue(Path(args.runs))
+    return JobQueue(_runs(args).path)
+
+
+def _existing_queue(args: argparse.Namespace):
+    """The queue if there is one; None (nothing created) for the commands that only read."""
+    from engine.queue import JobQueue
+
+    return JobQueue.existing(_runs(args).path)
 
 
 def _print_json(data) -> None:
@@ -149,7 +166,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     from engine.queue.plan import plan_jobs
     from engine.settings import FIELD, effective_spec, ignored_arch_flags, ignored_warning
 
-    if args.output_dir and Path(args.output_dir).absolute() != Path(args.runs).absolute() and args.runs != "runs":
+    if args.output_dir and args.runs and Path(args.output_dir).absolute() != Path(args.runs).absolute():
         raise UserInputError(f"--output_dir {args.output_dir} and --runs {args.runs} differ; give one of them")
     if args.output_dir:
         args.runs = args.output_dir
@@ -181,14 +198,18 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    with _queue(args) as q:
-        q.recover()
-        jobs = q.jobs()
+    q = _existing_queue(args)
+    jobs = []
+    if q is not None:
+        with q:
+            q.recover()
+            jobs = q.jobs()
     if args.json:
         _print_json([job.as_dict() for job in jobs])
         return 0
     if not jobs:
-        print(f"no jobs in {Path(args.runs) / 'queue.db'}; add some with `adapter-engine queue add`")
+        where = "no queue yet" if q is None else "no jobs"
+        print(f"{where} in {_runs(args).describe()}; add some with `adapter-engine queue add`")
         return 0
     import shutil
 
@@ -266,10 +287,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from engine.queue.spawn import start_detached
     from engine.queue.worker import Worker, parse_gpus
 
+    if args.stop:
+        return _stop_worker(args)
     parse_gpus(args.gpus)
     if not args.poll_interval > 0 or args.grace < 0:
         raise UserInputError("--poll-interval must be > 0 and --grace >= 0")
-    runs = Path(args.runs)
+    runs = _runs(args).path
     if args.detach:
         with _queue(args) as q:
             status = q.worker_status()
@@ -289,14 +312,42 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return worker.run()
 
 
+def _stop_worker(args: argparse.Namespace) -> int:
+    from engine.queue.spawn import stop_worker
+
+    runs = _runs(args)
+    pid, running = stop_worker(runs.path, wait_s=args.grace + 10)
+    if args.json:
+        _print_json({"stopped": pid, "cancelled_jobs": running})
+    elif pid is None:
+        print(f"no worker is running for {runs.describe()}")
+    else:
+        cancelled = f"; cancelled job(s) {', '.join(map(str, running))} (retry with --resume)" if running else ""
+        print(f"stopped the queue worker (pid {pid}){cancelled}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    from engine.queue.lifecycle import WorkerStatus
     from engine.rundir.states import age_s
 
-    with _queue(args) as q:
-        q.recover()
-        status = q.worker_status()
+    runs = _runs(args)
+    q = _existing_queue(args)
+    jobs = []
+    if q is None:
+        status = WorkerStatus(alive=False)
+    else:
+        with q:
+            q.recover()
+            status = q.worker_status()
+            jobs = [q.get(i) for i in status.running]
     if args.json:
-        _print_json(status.as_dict())
+        _print_json({**status.as_dict(), "runs_dir": str(runs.path), "runs_dir_source": runs.source,
+                     "queue_exists": q is not None})
+        return 0
+    print(f"runs: {runs.describe()}")
+    if q is None:
+        print("queue: none yet (`adapter-engine queue add` creates it)")
         return 0
     if status.alive:
         age = age_s(status.heartbeat)
@@ -306,7 +357,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"worker: not running (last: pid {status.pid} on {status.host}, heartbeat {status.heartbeat})")
     else:
         print("worker: not running (none has run here yet)")
-    print(f"running jobs: {', '.join(map(str, status.running)) or 'none'}")
+    running = [f"job {job.id} ({job.level}{', ' + Path(job.run_dir).name if job.run_dir else ''})" for job in jobs]
+    print(f"running: {'; '.join(running) or 'nothing'}")
     counts = ", ".join(f"{state} {n}" for state, n in sorted(status.counts.items()))
     print(f"jobs: {counts or 'none'}")
     return 0

@@ -1,27 +1,51 @@
-"""`adapter-engine runs`: the leaderboard of every run directory (ours and the seed's)."""
+"""`adapter-engine runs`: the leaderboard of every run directory (ours and the seed's), and the
+user's words about a run (label, tags, note), archiving and deleting.
+
+    adapter-engine runs [DIR] [--where EXPR] [--state S ...] [--archived] [--json | --md]
+    adapter-engine runs label RUN TEXT | tag RUN +best -draft | note RUN TEXT
+    adapter-engine runs archive RUN... | unarchive RUN... | delete RUN... --yes
+
+RUN is a run directory, or a run's name inside the runs directory.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
+
+ACTIONS = ("label", "tag", "note", "archive", "unarchive", "delete")
+REFERENCE_NOTE = ("† the reference's figures, from its acceptance_metrics.json: E acc@γ is its sd_consecutive_gamma5, "
+                  "speedup its speedup_e2e (docs/SEED.md)")
+
+
+def _listing_flags(p: argparse.ArgumentParser) -> None:
+    from engine.rundir.states import STATES
+    from engine.rundir.summary import SORT_KEYS
+
+    p.add_argument("--runs", metavar="DIR", help="runs directory (default: $ADAPTER_RUNS, else runs/ beside the "
+                                                 "nearest adapters.toml from here up, else ./runs)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON rows")
+    fmt.add_argument("--md", action="store_true", help="print a Markdown table like the seed's Results table "
+                                                       "(done runs unless --state or --all says otherwise)")
+    p.add_argument("--sort", default="best_val_loss", choices=SORT_KEYS, metavar="KEY",
+                   help=f"sort column, best first (one of: {', '.join(SORT_KEYS)}; default best_val_loss)")
+    p.add_argument("--where", metavar="EXPR", help="filter, e.g. 'speedup>1.2 level=L4 tag=best' (see docs/TUI.md)")
+    p.add_argument("--state", nargs="+", choices=STATES + ("unreadable",), metavar="STATE",
+                   help="only runs in these states")
+    p.add_argument("--all", action="store_true", help="every state (with --md)")
+    p.add_argument("--archived", action="store_true", help="include archived runs")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from engine.rundir.summary import SORT_KEYS
-
-    p = sub.add_parser("runs", help="leaderboard of every run under a runs directory")
-    p.add_argument("dir", nargs="?", default="runs", metavar="DIR", help="runs directory (default: runs)")
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print JSON rows")
-    fmt.add_argument("--md", action="store_true", help="print a Markdown table like the seed's Results table")
-    p.add_argument("--sort", default="best_val_loss", choices=SORT_KEYS, metavar="KEY",
-                   help=f"sort column, best first (one of: {', '.join(SORT_KEYS)}; default best_val_loss)")
+    p = sub.add_parser("runs", help="leaderboard of every run; label, tag, note, archive or delete runs",
+                       description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Everything after the first word is parsed by run(): `tag RUN -draft` must keep its -draft.
+    p.add_argument("words", nargs=argparse.REMAINDER, metavar="[DIR | ACTION RUN ...]")
+    _listing_flags(p)
     p.set_defaults(func=run)
-
-
-REFERENCE_NOTE = ("† the reference's figures, from its acceptance_metrics.json: E acc@γ is its sd_consecutive_gamma5, "
-                  "speedup its speedup_e2e (docs/SEED.md)")
 
 
 def _fmt(value, spec: str) -> str:
@@ -41,40 +65,127 @@ def _duration(seconds: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    if args.words and args.words[0] in ACTIONS:
+        return _action(args.words[0], args.words[1:], args)
+    listing = argparse.ArgumentParser(prog="adapter-engine runs", add_help=False)
+    listing.add_argument("dir", nargs="?", metavar="DIR")
+    _listing_flags(listing)
+    more = listing.parse_args(args.words)
+    for name, value in vars(more).items():  # flags given before or after DIR
+        if value not in (None, False) and name != "dir":
+            setattr(args, name, value)
+    return _list(args, more.dir)
 
+
+def _list(args: argparse.Namespace, directory: str | None) -> int:
     from common.errors import UserInputError
+    from engine.rundir.layout import resolve_runs_dir
+    from engine.rundir.query import FilterError, parse_filter
     from engine.rundir.summary import load_runs, sort_runs
 
-    root = Path(args.dir)
+    if directory and args.runs:
+        raise UserInputError("give the runs directory once: DIR or --runs DIR")
+    runs = resolve_runs_dir(directory or args.runs)
+    root = runs.path
     if not root.is_dir():
-        raise UserInputError(f"runs directory {root} does not exist; train something or pass DIR")
-    rows = sort_runs(load_runs(root), args.sort)
+        raise UserInputError(f"runs directory {runs.describe()} does not exist; train something or pass DIR")
+    try:
+        where = parse_filter(args.where or "")
+    except FilterError as exc:
+        raise UserInputError(f"--where: {exc}") from None
+    states = args.state or (("done",) if args.md and not args.all else None)
+    rows = [r for r in load_runs(root) if (args.archived or not r.archived) and where.matches(r)
+            and (states is None or r.state in states)]
+    rows = sort_runs(rows, args.sort)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
     if args.md:
-        print("| Level | Params | Val Loss | cos_sim | Accept@0.90 |")
-        print("|-------|--------|----------|---------|-------------|")
+        print("| Run | Level | Params | Val Loss | cos_sim | Accept@0.90 | Speedup |")
+        print("|-----|-------|--------|----------|---------|-------------|---------|")
         for r in rows:
             accept = "–" if r.accept_90 is None else f"{100 * r.accept_90:.1f}%"
-            print(f"| {r.level} | {_params(r.params)} | {_fmt(r.best_val_loss, '.4f')} | {_fmt(r.cos_sim, '.3f')} | {accept} |")
+            speedup = "–" if r.speedup is None else f"{r.speedup:.2f}x" + ("†" if r.eval_source == "reference" else "")
+            name = r.run + (f" ({r.label})" if r.label else "") + ("" if r.state == "done" else f" [{r.state}]")
+            print(f"| {name} | {r.level} | {_params(r.params)} | {_fmt(r.best_val_loss, '.4f')} | "
+                  f"{_fmt(r.cos_sim, '.3f')} | {accept} | {speedup} |")
         return 0
     from rich.console import Console
     from rich.table import Table
 
     reference = any(r.eval_source == "reference" for r in rows)
-    table = Table(title=f"Runs in {root}", caption=REFERENCE_NOTE if reference else None)
+    table = Table(title=f"Runs in {runs.describe()}", caption=REFERENCE_NOTE if reference else None)
     columns = ("run", "level", "params", "state", "epochs", "val loss", "cos", "acc@.90", "cons@.90",
-               "E acc@γ", "speedup", "time")
+               "E acc@γ", "speedup", "time", "tags")
     for name in columns:
-        table.add_column(name, justify="left" if name in ("run", "level", "state") else "right")
+        table.add_column(name, justify="left" if name in ("run", "level", "state", "tags") else "right")
     for r in rows:
         epochs = f"{r.epochs_done}/{r.num_epochs}" if r.num_epochs else str(r.epochs_done)
         state = r.state if not r.error else f"{r.state} ({r.error})"
         mark = "†" if r.eval_source == "reference" else ""
-        table.add_row(r.run, r.level, _params(r.params), state, epochs, _fmt(r.best_val_loss, ".4f"),
+        name = r.run + (f" · {r.label}" if r.label else "") + (" (archived)" if r.archived else "")
+        table.add_row(name, r.level, _params(r.params), state, epochs, _fmt(r.best_val_loss, ".4f"),
                       _fmt(r.cos_sim, ".3f"), _fmt(r.accept_90, ".3f"), _fmt(r.consecutive_90, ".2f"),
-                      _fmt(r.expected_tokens, ".2f") + mark, _fmt(r.speedup, ".2f") + mark, _duration(r.duration_s))
+                      _fmt(r.expected_tokens, ".2f") + mark, _fmt(r.speedup, ".2f") + mark, _duration(r.duration_s),
+                      " ".join(r.tags))
     Console(width=None if sys.stdout.isatty() else 200).print(table)
+    return 0
+
+
+def _action(action: str, words: list[str], args: argparse.Namespace) -> int:
+    from common.errors import UserInputError
+    from engine.rundir.delete import delete_run
+    from engine.rundir.layout import find_run, resolve_runs_dir
+    from engine.rundir.meta import tag_changes, update_meta
+
+    p = argparse.ArgumentParser(prog=f"adapter-engine runs {action}")
+    if action in ("label", "note"):
+        p.add_argument("run", metavar="RUN")
+        p.add_argument("text", nargs="?", help="" if action == "note" else "the label ('' removes it)")
+        if action == "note":
+            p.add_argument("--append", action="store_true", help="add a line to the note instead of replacing it")
+        p.add_argument("--runs", metavar="DIR")
+        opts = p.parse_args(words)
+    elif action == "tag":
+        p.add_argument("run", metavar="RUN")
+        p.add_argument("changes", nargs=argparse.REMAINDER, metavar="+TAG|-TAG")
+        opts = p.parse_args(words[:1])
+        opts.changes, opts.runs = words[1:], args.runs
+    else:
+        p.add_argument("run", nargs="+", metavar="RUN")
+        if action == "delete":
+            p.add_argument("--yes", action="store_true", help="really delete (nothing is deleted without it)")
+        p.add_argument("--runs", metavar="DIR")
+        opts = p.parse_args(words)
+    root = resolve_runs_dir(opts.runs or args.runs).path
+    targets = [find_run(root, ref) for ref in (opts.run if isinstance(opts.run, list) else [opts.run])]
+    if action == "tag":
+        if not opts.changes:
+            raise UserInputError("say which tags: +TAG adds, -TAG removes")
+        added, removed = tag_changes(opts.changes)
+        meta = update_meta(targets[0], add_tags=added, remove_tags=removed)
+        print(f"{targets[0].name}: tags {' '.join(meta.tags) or '(none)'}")
+    elif action == "label":
+        meta = update_meta(targets[0], label=opts.text or None, clear_label=not opts.text)
+        print(f"{targets[0].name}: label {meta.label or '(none)'}")
+    elif action == "note":
+        text = opts.text if opts.text is not None else sys.stdin.read()
+        if opts.append:
+            from engine.rundir.meta import read_meta
+
+            current, _ = read_meta(targets[0])
+            text = (current.note.rstrip("\n") + "\n" + text).lstrip("\n") if current.note else text
+        update_meta(targets[0], note=text)
+        print(f"{targets[0].name}: note saved ({len(text)} characters)")
+    elif action in ("archive", "unarchive"):
+        for target in targets:
+            update_meta(target, archived=action == "archive")
+            print(f"{target.name}: {action}d" + (" (hidden; `runs --archived` lists it)" if action == "archive" else ""))
+    else:
+        if not opts.yes:
+            raise UserInputError(f"this deletes {len(targets)} run(s) and their checkpoints for good; add --yes "
+                                 "(or archive them: `runs archive` hides a run and keeps it)")
+        for target in targets:
+            left = delete_run(target, root)
+            print(f"deleted {target.name}" + (f"; left {', '.join(left)} (not a run's file)" if left else ""))
     return 0

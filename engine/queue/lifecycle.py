@@ -29,6 +29,7 @@ class WorkerStatus:
     started_at: str | None = None
     gpus: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    pid_start: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -247,4 +248,5 @@ class JobQueue(QueueStore):
         alive = (row["stopped_at"] is None and age is not None and age < STALE_AFTER_S
                  and (row["host"] != self.host or is_running(row["pid"], row["pid_start"])))
         return WorkerStatus(alive=alive, pid=row["pid"], host=row["host"], heartbeat=row["heartbeat"],
-                            running=running, started_at=row["started_at"], gpus=row["gpus"], counts=counts)
+                            running=running, started_at=row["started_at"], gpus=row["gpus"], counts=counts,
+                            pid_start=row["pid_start"])

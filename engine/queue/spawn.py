@@ -4,6 +4,8 @@ app that started it, its terminal and an SSH hang-up. Torch-free."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +15,7 @@ from pathlib import Path
 from common.errors import UserInputError
 from engine.queue.lifecycle import JobQueue
 from engine.queue.worker import last_line, parse_gpus
+from engine.process import is_running
 from engine.rundir.layout import WORKER_LOG
 
 
@@ -62,6 +65,28 @@ def start_detached(runs_dir: str | os.PathLike, gpus: str | None = None, *, exit
     # Reap it if this process lives on (the TUI), so it never lingers as a zombie.
     threading.Thread(target=proc.wait, name="reap-queue-worker", daemon=True).start()
     return proc.pid
+
+
+def stop_worker(runs_dir: str | os.PathLike, wait_s: float = 0.0) -> tuple[int | None, list[int]]:
+    """SIGTERM the live worker of `runs_dir`: it cancels its running jobs (each saves last.pt
+    and can be resumed) and exits. Returns (its pid, the jobs it was running), or (None, [])
+    when no worker is alive. With `wait_s`, waits that long for it to be gone."""
+    q = JobQueue.existing(runs_dir)
+    if q is None:
+        return None, []
+    with q:
+        status = q.worker_status()
+    if not status.alive:
+        return None, []
+    if status.host != socket.gethostname():
+        raise UserInputError(f"the worker runs on {status.host} (pid {status.pid}); stop it there")
+    if not is_running(status.pid, status.pid_start):  # gone since, or its pid is another process's now
+        return None, []
+    os.kill(status.pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and is_running(status.pid, status.pid_start):
+        time.sleep(0.1)
+    return status.pid, list(status.running)
 
 
 def ensure_worker(runs_dir: str | os.PathLike, gpus: str | None = None, *, exit_when_idle: bool = True) -> int | None:

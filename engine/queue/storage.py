@@ -183,6 +183,11 @@ class QueueStore:
         except sqlite3.Error as exc:
             raise UserInputError(database_problem(self.path, exc)) from None
 
+    @classmethod
+    def existing(cls, runs_dir: str | os.PathLike):
+        """The queue of `runs_dir` if queue.db is there, else None: reading never creates one."""
+        return cls(runs_dir) if (Path(runs_dir).absolute() / QUEUE_DB).exists() else None
+
     # -- connection ---------------------------------------------------------------------------
 
     def close(self) -> None:

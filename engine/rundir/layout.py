@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from common.errors import UserInputError
 from common.names import is_safe_name
+from common.project import find_project
 
 # The files of a run directory (docs/CONTRACT.md describes each).
 CONFIG, HISTORY, STATUS, LOG = "config.json", "history.json", "status.json", "train.log"
 BEST, LAST, FINAL, CURVES, EVAL = "best_model.pt", "last.pt", "final_model.pt", "training_curves.png", "eval.json"
 LOCK = ".lock"  # flock-ed by the one process that trains the run
+META = "meta.json"  # the user's label, tags, note and archive flag (never written by the trainer)
 # What the reference's evaluation (measure_feature_acceptance.py) writes, read where it lies in a run directory.
 REFERENCE_METRICS, REFERENCE_POSITIONS = "acceptance_metrics.json", "position_stats.json"
 CHECKPOINTS = (BEST, FINAL, LAST)  # a run directory's checkpoint, in order of preference
+# Every file a run directory may hold by this contract: what deleting a run removes, and nothing else.
+RUN_FILES = (CONFIG, HISTORY, STATUS, LOG, BEST, LAST, FINAL, CURVES, EVAL, META, LOCK,
+             REFERENCE_METRICS, REFERENCE_POSITIONS)
 
 # What else a runs directory holds.
 QUEUE_DB, WORKER_LOCK, WORKER_LOG, JOB_LOGS, DATASETS = "queue.db", "worker.lock", "worker.log", "logs", "datasets"
@@ -27,6 +33,38 @@ NOT_RUNS = (DATASETS, JOB_LOGS)
 
 # The trainer writes its run directory's path into the file this names, as soon as it exists (the queue's worker reads it).
 RUN_DIR_FILE_ENV = "ADAPTER_ENGINE_RUN_DIR_FILE"
+
+DEFAULT_RUNS = "runs"
+RUNS_ENV = "ADAPTER_RUNS"
+
+
+@dataclass(frozen=True)
+class RunsDir:
+    """The runs directory a command uses, and how it was found (said to the user)."""
+
+    path: Path
+    source: str
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.source})"
+
+
+def resolve_runs_dir(flag: str | os.PathLike | None = None, *, start: str | os.PathLike | None = None,
+                     environ: Mapping[str, str] | None = None) -> RunsDir:
+    """--runs, else $ADAPTER_RUNS, else `runs` beside the nearest adapters.toml from the working
+    directory up (as git finds .git), else ./runs. Never the bare working directory's `runs`
+    inside a project: `cd sub && adapter-engine queue ls` sees the project's queue."""
+    if flag:
+        return RunsDir(Path(flag).absolute(), "--runs")
+    value = (os.environ if environ is None else environ).get(RUNS_ENV)
+    if value:
+        return RunsDir(Path(value).absolute(), f"${RUNS_ENV}")
+    project = find_project(start)
+    if project is not None:
+        return RunsDir(project / DEFAULT_RUNS, f"beside {project / 'adapters.toml'}")
+    here = Path(start if start is not None else Path.cwd()).absolute()
+    return RunsDir(here / DEFAULT_RUNS, "the working directory; no adapters.toml above it")
+
 
 RUN_NAME = re.compile(r"^(.+?)_\d{8}_\d{6}(?:_\d+)?$")  # <LEVEL or prefix>_<YYYYmmdd_HHMMSS>[_n]
 
@@ -95,3 +133,16 @@ def checkpoint_of(target: Path) -> Path:
                 return target / name
         raise UserInputError(f"{target} holds no checkpoint ({', '.join(CHECKPOINTS)}); train it first")
     raise UserInputError(f"{target} does not exist; pass a run directory or a checkpoint file")
+
+
+def find_run(root: Path, ref: str | os.PathLike) -> Path:
+    """A run directory given as a path, or by its name among the runs of `root`."""
+    path = Path(ref)
+    if path.is_dir() and is_run_dir(str(path)):
+        return path.absolute()
+    matches = [Path(p) for p in iter_run_dirs(root) if os.path.basename(p) == str(ref)]
+    if len(matches) == 1:
+        return matches[0].absolute()
+    if matches:
+        raise UserInputError(f"{ref} names {len(matches)} runs under {root}; give its path")
+    raise UserInputError(f"no run {str(ref)!r} under {root} (give a run directory, or a name from `adapter-engine runs`)")

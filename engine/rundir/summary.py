@@ -17,7 +17,8 @@ from typing import Any
 from adapters import seed
 from common.fileio import ReadError, read_json
 from engine.rundir.evaluation import PRIMARY_THRESHOLD, eval_key
-from engine.rundir.layout import CONFIG, EVAL, HISTORY, REFERENCE_METRICS, STATUS, iter_run_dirs, level_of_name
+from engine.rundir.layout import CONFIG, EVAL, HISTORY, META, REFERENCE_METRICS, STATUS, iter_run_dirs, level_of_name
+from engine.rundir.meta import parse_meta
 from engine.rundir.states import age_s, effective_state
 
 
@@ -44,6 +45,10 @@ class RunSummary:
     speedup: float | None = None
     eval_source: str = "ours"  # "reference": the acceptance columns come from its acceptance_metrics.json
     progress: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None   # meta.json: the user's words about the run
+    tags: list[str] = field(default_factory=list)
+    note: str = ""
+    archived: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +136,10 @@ def summarize(run_dir: Path | str) -> RunSummary:
             row.prefix_mean_90 = _number(metrics.get("consecutive_mean_90"))
             row.expected_tokens = _number(metrics.get("sd_consecutive_gamma5"))
             row.speedup = _number(metrics.get("speedup_e2e"))
+
+    if os.path.exists(os.path.join(run_dir, META)):
+        meta = parse_meta(load(META))
+        row.label, row.tags, row.note, row.archived = meta.label, meta.tags, meta.note, meta.archived
 
     if problems:
         row.error = "; ".join(problems)

@@ -1,0 +1,192 @@
+"""Where the runs directory is, commands that only read never create a queue, and the user's
+words about runs: `runs` listing and filtering, label/tag/note/archive/delete (meta.json)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common.errors import UserInputError
+from common.fileio import write_json
+from engine.cli import main
+from engine.rundir.layout import RUNS_ENV, resolve_runs_dir
+from engine.rundir.query import FilterError, parse_filter
+from engine.rundir.summary import RunSummary
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_run(root: Path, level: str, name: str, *, state: str = "done", val: list[float] = (0.5,),
+             speedup: float | None = None) -> Path:
+    run = root / level / name
+    run.mkdir(parents=True)
+    write_json(run / "config.json", {"level_key": level, "adapter": {"params": 1000}, "training": {"epochs": len(val)}})
+    write_json(run / "history.json", {"val_loss": list(val), "val_cos_sim": [0.9] * len(val),
+                                      "val_accept_90": [0.5] * len(val)})
+    write_json(run / "status.json", {"state": state, "host": "elsewhere", "epoch": len(val), "num_epochs": len(val)})
+    if speedup is not None:
+        write_json(run / "eval.json", {"speedup": speedup, "expected_accepted_at_gamma": 2.0, "threshold": 0.9})
+    return run
+
+
+# -- the runs directory -------------------------------------------------------------------------
+def test_the_runs_directory_is_the_flag_then_the_environment_then_the_project_then_here(tmp_path):
+    project = tmp_path / "project"
+    (project / "sub" / "deeper").mkdir(parents=True)
+    (project / "adapters.toml").write_text("")
+    deeper = project / "sub" / "deeper"
+    assert resolve_runs_dir("x", start=deeper, environ={RUNS_ENV: "/env"}).source == "--runs"
+    assert resolve_runs_dir(None, start=deeper, environ={RUNS_ENV: "/env"}).path == Path("/env")
+    found = resolve_runs_dir(None, start=deeper, environ={})
+    assert found.path == project / "runs" and "adapters.toml" in found.source
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    here = resolve_runs_dir(None, start=elsewhere, environ={})
+    assert here.path == elsewhere / "runs" and "working directory" in here.source
+
+
+def _engine(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in (RUNS_ENV, "ADAPTER_TUI_CONFIG")}
+    environ["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**environ, **(env or {})}, timeout=60)
+
+
+def test_reading_the_queue_never_creates_one_and_says_which_runs_directory(tmp_path):
+    listing = _engine("queue", "ls", cwd=tmp_path)
+    status = _engine("queue", "status", cwd=tmp_path)
+    assert listing.returncode == 0 and status.returncode == 0, listing.stderr + status.stderr
+    assert "no queue yet" in listing.stdout and str(tmp_path / "runs") in listing.stdout
+    assert f"runs: {tmp_path / 'runs'}" in status.stdout and "none yet" in status.stdout
+    assert not (tmp_path / "runs").exists()  # nothing created: not the directory, not queue.db
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "adapters.toml").write_text((ROOT / "adapters.toml").read_text())
+    inside = _engine("queue", "status", cwd=project / "sub")
+    assert f"runs: {project / 'runs'} (beside {project / 'adapters.toml'})" in inside.stdout
+
+
+def test_queue_status_names_running_jobs_not_bare_ids(tmp_path, capsys):
+    from engine.queue import JobQueue
+
+    runs = tmp_path / "runs"
+    with JobQueue(runs) as q:
+        ids = q.add_many([("L1", {"num_epochs": 1}), ("L4", {"num_epochs": 1})])
+        job = q.claim_next(os.getpid(), 1, 1)
+        q.set_run_dir(job.id, str(runs / "L1" / "L1_20261127_101010"))
+        q.heartbeat(os.getpid(), None, starting=True)
+    assert main(["queue", "status", "--runs", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert f"running: job {ids[0]} (L1, L1_20261127_101010)" in out and "running jobs:" not in out
+
+
+# -- runs: listing ---------------------------------------------------------------------------
+def test_runs_md_names_each_row_shows_done_runs_by_default_and_state_filters(tmp_path, capsys):
+    make_run(tmp_path, "L1", "L1_good", val=[0.4], speedup=1.8)
+    make_run(tmp_path, "L4", "L4_bad", state="diverged")
+    make_run(tmp_path, "L5", "L5_gone", state="cancelled")
+    assert main(["runs", str(tmp_path), "--md"]) == 0
+    out = capsys.readouterr().out
+    assert "| L1_good | L1 |" in out and "1.80x" in out and "L4_bad" not in out and "L5_gone" not in out
+    assert main(["runs", "--md", "--state", "diverged", "cancelled", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "L4_bad [diverged]" in out and "L5_gone [cancelled]" in out and "L1_good" not in out
+    assert main(["runs", str(tmp_path), "--md", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("L1_good", "L4_bad", "L5_gone"))
+    assert main(["runs", str(tmp_path), "--json", "--where", "speedup>1.5 level=L1"]) == 0
+    assert [r["run"] for r in json.loads(capsys.readouterr().out)] == ["L1_good"]
+    assert main(["runs", str(tmp_path), "--where", "speedup>>"]) == 2
+
+
+# -- runs: label, tag, note, archive, delete ----------------------------------------------------
+def test_label_tags_note_and_archive_round_trip_through_meta_json(tmp_path, capsys):
+    run = make_run(tmp_path, "L1", "L1_a")
+    assert main(["runs", "--runs", str(tmp_path), "tag", "L1_a", "+best", "+ablation"]) == 0
+    assert main(["runs", "--runs", str(tmp_path), "tag", "L1_a", "-ablation", "+final"]) == 0
+    assert main(["runs", "label", str(run), "the baseline"]) == 0
+    assert main(["runs", "note", str(run), "lr too high"]) == 0
+    assert main(["runs", "note", str(run), "try 3e-4", "--append"]) == 0
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["tags"] == ["best", "final"] and meta["label"] == "the baseline"
+    assert meta["note"] == "lr too high\ntry 3e-4" and meta["archived"] is False
+    capsys.readouterr()
+    assert main(["runs", "--runs", str(tmp_path), "archive", "L1_a"]) == 0
+    assert run.is_dir()  # archived in place, never moved
+    assert "archived" in capsys.readouterr().out
+    assert main(["runs", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []  # hidden
+    assert main(["runs", str(tmp_path), "--json", "--archived"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["archived"] and row["tags"] == ["best", "final"] and row["label"] == "the baseline"
+    assert main(["runs", "--runs", str(tmp_path), "unarchive", "L1_a"]) == 0
+    assert main(["runs", "--runs", str(tmp_path), "tag", "L1_a", "+bad tag!"]) == 2
+
+
+def test_meta_json_that_cannot_be_read_is_never_overwritten(tmp_path):
+    from engine.rundir.meta import read_meta, update_meta
+
+    run = make_run(tmp_path, "L1", "L1_a")
+    (run / "meta.json").write_text("{not json")
+    meta, problem = read_meta(run)
+    assert meta.tags == [] and "not valid JSON" in problem
+    with pytest.raises(UserInputError, match="fix or remove it first"):
+        update_meta(run, add_tags=["x"])
+    assert (run / "meta.json").read_text() == "{not json"
+    with pytest.raises(UserInputError, match="not a run directory"):
+        update_meta(tmp_path, label="x")
+
+
+def test_delete_needs_yes_removes_only_a_runs_files_and_refuses_a_live_run(tmp_path, capsys):
+    from engine.rundir.lock import RunLock
+
+    run = make_run(tmp_path, "L1", "L1_a")
+    (run / "best_model.pt").write_bytes(b"weights")
+    assert main(["runs", "--runs", str(tmp_path), "delete", "L1_a"]) == 2
+    assert (run / "best_model.pt").exists()
+    live = make_run(tmp_path, "L1", "L1_live", state="done")
+    lock = RunLock(live)
+    lock.acquire()
+    try:
+        assert main(["runs", "--runs", str(tmp_path), "delete", "L1_live", "--yes"]) == 2
+        assert "is being trained" in capsys.readouterr().err
+    finally:
+        lock.release()
+    (run / "my_notes.txt").write_text("mine")
+    assert main(["runs", "--runs", str(tmp_path), "delete", "L1_a", "--yes"]) == 0
+    assert sorted(os.listdir(run)) == ["my_notes.txt"]
+    assert "left my_notes.txt" in capsys.readouterr().out
+    assert main(["runs", "--runs", str(tmp_path), "delete", "L1_live", "--yes"]) == 0
+    assert not live.exists()
+    outside = make_run(tmp_path / "other", "L1", "L1_x")
+    with pytest.raises(UserInputError, match="not inside the runs directory"):
+        from engine.rundir.delete import delete_run
+
+        delete_run(outside, tmp_path / "runs_elsewhere")
+
+
+# -- filters ---------------------------------------------------------------------------------
+def row(**kw) -> RunSummary:
+    return RunSummary(run=kw.pop("run", "L4_20260101_000000"), path="/x", level=kw.pop("level", "L4"), **kw)
+
+
+def test_filter_expressions():
+    fast = row(speedup=1.5, state="done", tags=["best"], label="wide ffn")
+    slow = row(speedup=1.1, state="done", level="L1", run="L1_x")
+    unknown = row(state="running")
+    assert parse_filter("speedup>1.2").matches(fast) and not parse_filter("speedup>1.2").matches(slow)
+    assert not parse_filter("speedup>1.2").matches(unknown)  # no value: no match
+    assert parse_filter("level=l4 state=done").matches(fast) and not parse_filter("level=L4").matches(slow)
+    assert parse_filter("tag=best").matches(fast) and parse_filter("tag!=best").matches(slow)
+    assert parse_filter("label~wide").matches(fast) and parse_filter("ffn").matches(fast)
+    assert parse_filter("L1_").matches(slow) and not parse_filter("L1_").matches(fast)
+    assert parse_filter("epoch>=0").matches(fast)
+    for bad, why in (("speedup>fast", "is a number"), ("level>L1", "is text"), ("colour=red", "unknown field"),
+                     ("=3", "FIELD OP VALUE"), ("speedup>", "nothing after")):
+        with pytest.raises(FilterError, match=why):
+            parse_filter(bad)
