@@ -30,17 +30,24 @@ class Backend:
     # -- queue -----------------------------------------------------------------------------
     @property
     def queue(self):
-        """The engine's JobQueue on runs_dir (created on first use)."""
+        """The engine's JobQueue on runs_dir, or None while there is no queue.db: the app only
+        reads the queue, and reading never creates one (`queue add` does)."""
         if self._queue is None:
             from engine.queue import JobQueue
 
-            self._queue = JobQueue(self.runs_dir)
+            self._queue = JobQueue.existing(self.runs_dir)
         return self._queue
 
     def ensure_worker(self) -> int | None:
         from engine.queue import ensure_worker
 
         return ensure_worker(self.runs_dir)
+
+    def stop_worker(self) -> tuple[int | None, list[int]]:
+        """Stop the worker (its running jobs are cancelled); (its pid, those jobs) or (None, [])."""
+        from engine.queue.spawn import stop_worker
+
+        return stop_worker(self.runs_dir, wait_s=5)
 
     def submit(self, request: Any) -> list[int]:
         """Queue a LaunchRequest through `adapter-engine queue add`, the engine's own planning and
@@ -69,6 +76,8 @@ class Backend:
 
     def job_for_run(self, run_dir: str) -> Any:
         """The newest job that wrote `run_dir`, or None."""
+        if self.queue is None:
+            return None
         matches = [j for j in self.queue.jobs() if j.run_dir and Path(j.run_dir).resolve() == Path(run_dir).resolve()]
         return max(matches, key=lambda j: j.id) if matches else None
 

@@ -120,7 +120,7 @@ async def _in_app(runs_dir: Path, target: Path, samples: int, poll: bool) -> tup
         await pilot.pause(1.0)  # let the lazily mounted panels settle
         before = len(shown)
         start = time.perf_counter()
-        main.action_rescan()  # the leaderboard reads all n runs again
+        main.runs_pane.action_rescan()  # the leaderboard reads all n runs again
         while len(shown) == before:
             await asyncio.sleep(0.005)
         load_s = shown[-1] - start

@@ -7,13 +7,14 @@ import math
 from typing import Any
 
 
-def ema(values: list[float | None], alpha: float = 0.4) -> list[float | None]:
-    """Exponential moving average that skips missing values."""
+def ema(values: list[float | None], weight: float = 0.6) -> list[float | None]:
+    """Exponential moving average with TensorBoard's smoothing weight (0: none, 0.9: heavy),
+    skipping missing values."""
     out: list[float | None] = []
     acc: float | None = None
     for v in values:
         if v is not None:
-            acc = v if acc is None else alpha * v + (1 - alpha) * acc
+            acc = v if acc is None else weight * acc + (1 - weight) * v
         out.append(None if v is None else acc)
     return out
 
@@ -36,16 +37,16 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
 _NOISE = {"timestamp", "argv", "best_val_loss", "data.train_samples", "data.val_samples"}
 
 
-def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, value in a, value in b) for every flattened key whose value differs."""
-    fa, fb = flatten(a), flatten(b)
+def config_diff(configs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """(key, its value in each config) for every flattened key whose values are not all equal."""
+    flat = [flatten(c) for c in configs]
     rows = []
-    for key in sorted(set(fa) | set(fb)):
+    for key in sorted(set().union(*flat)):
         if key in _NOISE or key.startswith("versions."):
             continue
-        va, vb = fa.get(key, "—"), fb.get(key, "—")
-        if va != vb:
-            rows.append((key, va, vb))
+        values = [f.get(key, "—") for f in flat]
+        if any(v != values[0] for v in values[1:]):
+            rows.append((key, values))
     return rows
 
 

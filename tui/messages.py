@@ -1,4 +1,5 @@
-"""Messages that thread workers post back to the main screen (past tense: the work is done)."""
+"""The app's typed messages. Results that thread workers post back are in the past tense (the
+work is done); requests one pane makes of another, or of the queue, are imperatives."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 
 from textual.message import Message
 
-from engine.rundir.summary import RunSummary
+from adapters.registry import Registry
 from engine.rundir.run import RunData
+from engine.rundir.summary import RunSummary
 
 
+# -- results of thread workers -------------------------------------------------------------------
 @dataclass
 class RunsLoaded(Message):
     runs: list[RunSummary]
@@ -18,7 +21,7 @@ class RunsLoaded(Message):
 
 
 class RunsShown(Message):
-    """The leaderboard's rows of a scan are painted (the hidden panels wait for the first)."""
+    """The leaderboard's rows of a scan are painted."""
 
 
 @dataclass
@@ -50,6 +53,7 @@ class LevelsCounted(Message):
 @dataclass
 class SynthProgressed(Message):
     line: str
+    done: bool = False
 
 
 @dataclass
@@ -64,3 +68,58 @@ class CheckpointDescribed(Message):
     path: str             # the run directory
     info: dict | None     # `adapter-engine checkpoint --json`
     error: str | None
+
+
+@dataclass
+class RegistryReloaded(Message):
+    """adapters.toml changed on disk and was read again (`registry` None: it is broken now)."""
+    registry: Registry | None
+    error: str | None
+
+
+# -- requests --------------------------------------------------------------------------------
+@dataclass
+class ForkRun(Message):
+    """Fill the Launch form from a run's config.json (and, with `init_from`, its best weights)."""
+    config: dict
+    run_dir: str
+
+
+@dataclass
+class CancelJob(Message):
+    job_id: int
+
+
+@dataclass
+class RetryJob(Message):
+    job_id: int
+    resume: bool = False
+
+
+@dataclass
+class MoveJob(Message):
+    job_id: int
+    delta: int  # -1 up, +1 down
+
+
+@dataclass
+class RemoveJob(Message):
+    job_id: int
+
+
+class ClearDone(Message):
+    """Forget the done jobs."""
+
+
+class StartWorker(Message):
+    """Start a queue worker if none is alive."""
+
+
+class StopWorker(Message):
+    """Stop the queue worker (its running jobs are cancelled and keep last.pt)."""
+
+
+@dataclass
+class PaneReady(Message):
+    """A lazily mounted pane is in place (the screen runs what waited for it)."""
+    pane: Any

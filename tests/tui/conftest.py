@@ -38,7 +38,8 @@ def app_factory(runs, backend, demo_config):
     from tui.app import make_app
 
     def factory(**kw):
-        return make_app(runs, kw.pop("config", demo_config), poll=kw.pop("poll", False), backend=kw.pop("backend", backend))
+        return make_app(runs, kw.pop("config", demo_config), poll=kw.pop("poll", False),
+                        backend=kw.pop("backend", backend), bell=kw.pop("bell", False))
     return factory
 
 

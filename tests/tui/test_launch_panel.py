@@ -48,7 +48,7 @@ async def test_validation_and_dataset_inspection(runs, app_factory, backend):
         assert await wait_for(pilot, lambda: "not a dataset" in screen_text(app))
         launch.query_one("#data-path", Input).value = "/some/good/data"
         assert await wait_for(pilot, lambda: "100 samples" in screen_text(app))
-        assert await wait_for(pilot, lambda: launch.hidden_dim == 64 and launch.params)
+        assert await wait_for(pilot, lambda: launch.form.hidden_dim == 64 and launch.form.params)
         assert "params at H=64" in screen_text(app)
         field(app, "num_epochs").value = "2"
         field(app, "learning_rate").value = "0.01"
@@ -83,7 +83,7 @@ async def test_fork_copies_settings(runs, app_factory):
         assert await wait_for(pilot, lambda: app.main.query_one("#tabs").active == "launch")
         assert field(app, "num_epochs").value == "3" and field(app, "batch_size").value == "8"
         assert app.main.launch.query_one("#data-path", Input).value == "/data/train"
-        assert app.main.launch.selected_levels() == ["L1"]
+        assert app.main.launch.form.selected_levels() == ["L1"]
 
 
 async def test_first_run_offers_demo_in_one_keystroke(tmp_path, runs, backend):
@@ -93,7 +93,7 @@ async def test_first_run_offers_demo_in_one_keystroke(tmp_path, runs, backend):
     shutil.copy(CONFIG, config)  # demo dataset resolves under tmp_path/runs/datasets: missing
     app = make_app(runs, config, backend=backend)
     async with app.run_test(size=(80, 24)) as pilot:
-        assert await wait_for(pilot, lambda: app.main.launch.has_class("-first-run"))
+        assert await wait_for(pilot, lambda: app.main.launch.form.has_class("-first-run"))
         assert app.main.query_one("#tabs").active == "launch"
         assert await wait_for(pilot, lambda: "demo" in screen_text(app))
         await pilot.press("enter")

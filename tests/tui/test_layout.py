@@ -20,7 +20,8 @@ async def test_80x24_tabs_one_plot(runs, app_factory):
         text = screen_text(app)
         lines = text.splitlines()
         assert len(lines) == 24 and all(len(line) <= 80 for line in lines)
-        assert lines[0].split() == ["Runs", "1", "Launch", "2", "Queue", "3"]
+        assert lines[0].startswith(" runs ") and str(runs) in text  # which runs directory, and why
+        assert lines[1].split() == ["Runs", "1", "Launch", "2", "Queue", "3"]
         assert "L2_20240101_000000" in text and "best val" in text
         assert "loss" in text and "cosine" not in text  # one plot at a time
         assert "Sort" in lines[-1] and "palette" in lines[-1]
@@ -58,13 +59,16 @@ def test_every_binding_has_an_id():
     from textual.binding import Binding
 
     from tui.app import AdapterTUI
+    from tui.panes.launch import LaunchPane
+    from tui.panes.queue import QueuePane
+    from tui.panes.runs import RunsPane
+    from tui.screens.dialogs import ColumnsScreen, ConfirmScreen, PromptScreen
     from tui.screens.help import HelpScreen
     from tui.screens.main import MainScreen
-    from tui.widgets.launch import LaunchPanel
     from tui.widgets.leaderboard import Leaderboard
-    from tui.widgets.queue import QueuePanel
 
-    for cls in (AdapterTUI, MainScreen, HelpScreen, LaunchPanel, Leaderboard, QueuePanel):
+    for cls in (AdapterTUI, MainScreen, HelpScreen, RunsPane, LaunchPane, QueuePane, Leaderboard, ConfirmScreen,
+                PromptScreen, ColumnsScreen):
         for b in cls.BINDINGS:
             assert isinstance(b, Binding) and b.id, (cls.__name__, b)
 
@@ -77,3 +81,26 @@ async def test_command_palette_has_main_actions(runs, app_factory):
         for title in ("Start now", "Add to queue", "Queue preset", "Create demo dataset and train L1",
                       "Toggle log-scale y", "Keys"):
             assert title in titles
+
+
+def test_docs_tui_md_lists_every_key_of_the_app():
+    """docs/TUI.md's key table and the app's bindings match, key for key."""
+    import re
+
+    from tui_support import ROOT
+    from tui.app import AdapterTUI
+    from tui.panes.launch import LaunchPane
+    from tui.panes.queue import QueuePane
+    from tui.panes.runs import RunsPane
+    from tui.screens.dialogs import ColumnsScreen, ConfirmScreen, PromptScreen
+    from tui.screens.main import MainScreen
+    from tui.widgets.leaderboard import Leaderboard
+
+    shown = {"question_mark": "?", "slash": "/", "full_stop": "."}
+    app_keys = {b.id: [shown.get(k.strip(), k.strip()) for k in b.key.split(",")]
+                for cls in (AdapterTUI, MainScreen, RunsPane, Leaderboard, LaunchPane, QueuePane, ConfirmScreen,
+                            PromptScreen, ColumnsScreen) for b in cls.BINDINGS}
+    doc = (ROOT / "docs" / "TUI.md").read_text()
+    doc_keys = {m.group(2): re.findall(r"`([^`]+)`", m.group(1))
+                for m in re.finditer(r"^\| \w+ \| (.+?) \| .+ \| `([\w.]+)` \|$", doc, re.MULTILINE)}
+    assert doc_keys == app_keys

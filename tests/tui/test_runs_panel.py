@@ -41,8 +41,9 @@ async def test_sort_filter_and_keyboard(runs, app_factory):
     async with app.run_test(size=(100, 30)) as pilot:
         assert await wait_for(pilot, lambda: rows(app) == 2)
         board = app.main.leaderboard
-        await pilot.press("s")
-        assert board.sort_key == "cos_sim"
+        await pilot.press("s")  # the next column shown (100 columns: the compact set)
+        assert board.sort_key == "accept_90"
+        assert "sort acc@.90" in screen_text(app)  # the column's header, not its internal name
         await pilot.press("S")
         assert board.reverse
         await pilot.press("slash", "L", "2")
@@ -62,10 +63,13 @@ async def test_garbage_history_shows_error_and_app_keeps_running(runs, app_facto
         assert await wait_for(pilot, lambda: rows(app) == 2)
         row = app.main.leaderboard.rows[str(bad)]
         assert row.error and "history.json is not valid JSON" in row.error
-        assert "not valid JSON" in screen_text(app)
-        # select it: the app keeps running, plots show no epochs
+        assert "done!" in screen_text(app)  # the state cell flags it; the message is in the details
+        # select it: the app keeps running, plots show no epochs, the details say what is wrong
         app.main.leaderboard.select_path(str(bad))
         assert await wait_for(pilot, lambda: app.main.selected == str(bad))
+        assert "not valid JSON" in app.main.leaderboard.table.tooltip
+        await pilot.press("i")
+        assert await wait_for(pilot, lambda: "not valid JSON" in screen_text(app))
         await pilot.pause(0.4)
         # empty and half-written files, then a deleted directory
         (bad / "history.json").write_text("")
@@ -120,16 +124,17 @@ async def test_progress_of_running_run(runs, app_factory):
         assert "epoch 2/3" in text and "loss 0.3210" in text and "2.5k tok/s" in text and "ETA 1m15s" in text
 
 
-async def test_notification_when_run_finishes(runs, app_factory):
-    run = make_run(runs, "L1", "L1_fin", state="running")
-    app = app_factory()
-    bells = []
-    async with app.run_test(size=(100, 30)) as pilot:
-        app.bell = lambda: bells.append(1)
-        assert await wait_for(pilot, lambda: rows(app) == 1)
-        write_json(run / "status.json", {"state": "diverged", "error": "loss is NaN at epoch 3"})
-        assert await wait_for(pilot, lambda: bells)
-        assert any("diverged" in n.message for n in app._notifications)
+async def test_notification_when_run_finishes_and_a_bell_only_when_asked(runs, app_factory):
+    for bell in (False, True):
+        run = make_run(runs, "L1", f"L1_fin_{bell}", state="running")
+        app = app_factory(bell=bell)
+        bells = []
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.bell = lambda: bells.append(1)
+            assert await wait_for(pilot, lambda: str(run) in app.main.leaderboard.rows)
+            write_json(run / "status.json", {"state": "diverged", "error": "loss is NaN at epoch 3"})
+            assert await wait_for(pilot, lambda: any("diverged" in n.message for n in app._notifications))
+            assert bool(bells) is bell
 
 
 async def test_live_updates_widen_columns_and_move_the_best_highlight(runs, app_factory):
@@ -150,8 +155,9 @@ async def test_live_updates_widen_columns_and_move_the_best_highlight(runs, app_
         # a beats b: the highlight moves
         write_json(a / "history.json", {"val_loss": [0.1], "val_cos_sim": [0.9]})
         assert await wait_for(pilot, lambda: best(str(a)) and not best(str(b)))
-        # b fails with a long error: the state column grows to fit it
+        # b fails with a long error: the state cell says failed, the message goes to the tooltip and details
         write_json(b / "status.json", {"state": "failed", "error": "CUDA out of memory while allocating"})
-        assert await wait_for(pilot, lambda: "CUDA out of memory" in screen_text(app))
-        state = str(table.get_cell(str(b), "state"))
-        assert width("state") == len(state) == len("failed: CUDA out of memory while allocating")
+        assert await wait_for(pilot, lambda: str(table.get_cell(str(b), "state")) == "failed!")
+        assert width("state") == len("failed!"), width("state")
+        app.main.leaderboard.select_path(str(b))
+        assert await wait_for(pilot, lambda: "CUDA out of memory" in str(table.tooltip))

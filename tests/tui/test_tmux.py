@@ -1,5 +1,6 @@
-"""Real terminal, end to end: adapter-tui in tmux on demo data; queue L1 for three epochs with
-the keyboard; the leaderboard shows epoch >= 1; quit; training goes on and the run ends done."""
+"""Real terminal, end to end: adapter-tui in tmux on demo data at 80x24; queue L1 for three
+epochs with the keyboard; the leaderboard shows epoch >= 1; quit; training goes on and the run
+ends done. And the layout at 80x24 and 160x48: header, tabs, keys from a text field, footer."""
 
 from __future__ import annotations
 
@@ -46,12 +47,12 @@ def test_tmux_queue_l1_quit_and_training_goes_on(tmp_path):
                    check=True, capture_output=True, timeout=300, cwd=ROOT)
     exe = str(Path(sys.executable).with_name("adapter-tui"))
     session = f"adapter-tui-test-{tmp_path.name}"[-40:].replace(".", "-")
-    tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", "-c", str(ROOT),
+    tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(ROOT),
          exe, "--runs", str(runs), "--config", str(config))
     try:
         wait_screen(session, r"Runs 1.*Launch 2.*Queue 3", 30)
         tmux("send-keys", "-t", session, "2")
-        wait_screen(session, r"Hyperparameters", 15)  # the Levels heading may be scrolled out at 30 rows
+        wait_screen(session, r"Start now", 15)
         time.sleep(1.0)
         tmux("send-keys", "-t", session, "Tab")
         time.sleep(0.5)
@@ -79,6 +80,55 @@ def test_tmux_queue_l1_quit_and_training_goes_on(tmp_path):
             time.sleep(1)
         assert state == "done", rows[0].as_dict() if rows else "no run"
         assert rows[0].epochs_done == 3
+    finally:
+        if session in tmux("ls"):
+            tmux("kill-session", "-t", session)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_tmux_layout_and_keys(tmp_path, size):
+    from tui_support import make_eval, make_run
+
+    runs = tmp_path / "runs"
+    config = tmp_path / "adapters.toml"
+    shutil.copy(CONFIG, config)
+    for part in ("train", "val"):
+        (runs / "datasets" / "demo" / part).mkdir(parents=True)
+    make_eval(make_run(runs, "L1", "L1_20261127_101010"), [0.9, 0.7, 0.5])
+    make_run(runs, "L5F", "L5F_20261127_121212", state="diverged")
+    exe = str(Path(sys.executable).with_name("adapter-tui"))
+    session = f"adapter-tui-layout-{size[0]}-{tmp_path.name}"[-40:].replace(".", "-")
+    tmux("new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), "-c", str(tmp_path),
+         exe, "--config", str(config))  # no --runs: found beside adapters.toml
+    try:
+        text = wait_screen(session, r"L5F_20261127_121212", 30)
+        lines = text.splitlines()
+        assert f"runs {runs}" in lines[0] and (size[0] < 160 or f"(beside {config})" in lines[0])
+        assert lines[1].split()[:6] == ["Runs", "1", "Launch", "2", "Queue", "3"]
+        assert "speedup" in text and "2.07x" in text, text  # the compact columns fit 80
+        assert lines[-1].rstrip().endswith("palette")
+        tmux("send-keys", "-t", session, "2")
+        wait_screen(session, r"Start now \^s", 15)
+        tmux("send-keys", "-t", session, "Tab")
+        time.sleep(0.5)
+        tmux("send-keys", "-t", session, "7", "q")  # typed into the epochs field: no quit
+        time.sleep(0.5)
+        assert session in tmux("ls")
+        wait_screen(session, r"7q", 5)
+        tmux("send-keys", "-t", session, "F3")  # a tab switch from the field
+        wait_screen(session, r"worker:|no queue yet", 10)
+        tmux("send-keys", "-t", session, "Escape")
+        time.sleep(0.3)
+        tmux("send-keys", "-t", session, "?")
+        wait_screen(session, r"In a text field keys type", 10)
+        tmux("send-keys", "-t", session, "Escape")
+        time.sleep(0.3)
+        tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and session in tmux("ls"):
+            time.sleep(0.3)
+        assert session not in tmux("ls"), "adapter-tui did not quit"
     finally:
         if session in tmux("ls"):
             tmux("kill-session", "-t", session)

@@ -210,10 +210,19 @@ class FakeBackend:
         self.inspect_result = inspect if inspect is not None else {
             "format": "chunked", "samples": 100, "chunks": 2, "hidden_dim": 64}
         self.levels_rows = levels_rows
+        self.require_existing = False  # inspect() fails for a path that does not exist (as the engine's does)
 
     def ensure_worker(self):
         self.workers_started += 1
         return 4242
+
+    def stop_worker(self):
+        self.workers_stopped = getattr(self, "workers_stopped", 0) + 1
+        running = [j.id for j in self.queue.job_list if j.state == "running"]
+        for job in self.queue.job_list:
+            if job.state == "running":
+                job.state = "cancelled"
+        return 4242, running
 
     def submit(self, request):
         """As `queue add` would: one job per level, each with its level's defaults for the fields
@@ -248,7 +257,7 @@ class FakeBackend:
         from tui.backend import BackendError
 
         self.inspected.append(path)
-        if "bad" in path:
+        if "bad" in path or (self.require_existing and not Path(path).exists()):
             raise BackendError(f"{path} is not a dataset: no index.json and not a .pt file")
         return dict(self.inspect_result)
 

@@ -1,5 +1,6 @@
-"""Live curves for the selected run (loss, cosine, acceptance) or one metric overlaid across
-marked runs, plus the epoch progress of a running run. Redraws are capped (~4/s)."""
+"""Live curves for the selected run (loss, cosine, acceptance) or one metric overlaid across the
+selected and the marked runs, plus a one-line progress of a running run. Redraws are capped
+(~4/s). Smoothing is TensorBoard's exponential weight: off, 0.6 or 0.9 (`e` cycles)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import ProgressBar, Static
+from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from tui.widgets.throttle import ThrottledRedraw
@@ -22,6 +23,7 @@ PLOTS = {
 }
 OVERLAY_METRICS = ("val_loss", "train_loss", "val_cos_sim", "val_accept_90", "val_accept_80",
                    "val_accept_95", "val_consecutive_90")
+SMOOTHING = (0.0, 0.6, 0.9)
 
 
 def progress_text(status: dict[str, Any], state: str | None = None) -> str:
@@ -30,8 +32,11 @@ def progress_text(status: dict[str, Any], state: str | None = None) -> str:
     parts = [str(state or status.get("state", "?"))]
     if status.get("num_epochs"):
         parts.append(f"epoch {status.get('epoch', 0)}/{status['num_epochs']}")
-    if status.get("steps_per_epoch"):
-        parts.append(f"step {status.get('step', 0)}/{status['steps_per_epoch']}")
+    steps = status.get("steps_per_epoch")
+    if steps:
+        step = status.get("step", 0)
+        share = f" ({100 * step / steps:.0f}%)" if isinstance(step, int) and isinstance(steps, int) and steps > 0 else ""
+        parts.append(f"step {step}/{steps}{share}")
     if status.get("running_loss") is not None:
         parts.append(f"loss {fmt_float(status.get('running_loss'), 4)}")
     if status.get("tokens_per_s"):
@@ -40,19 +45,15 @@ def progress_text(status: dict[str, Any], state: str | None = None) -> str:
         parts.append(f"ETA {fmt_duration(status.get('eta_s'))}")
     if status.get("device"):
         parts.append(str(status["device"]))
-    if status.get("error"):
-        parts.append(f"error: {status['error']}")
     return " · ".join(parts)
 
 
 class CurvesPanel(ThrottledRedraw, Vertical):
-    """Plots plus a one-line progress bar. Feed it with `show_run` / `show_overlay`."""
+    """Plots plus a one-line progress. Feed it with `show_run` / `show_overlay`."""
 
     DEFAULT_CSS = """
     CurvesPanel { height: 1fr; }
-    CurvesPanel > #progress-row { height: 1; }
-    CurvesPanel > #progress-row > ProgressBar { width: 24; }
-    CurvesPanel > #progress-row > #progress { width: 1fr; }
+    CurvesPanel > #progress { height: 1; padding: 0 1; }
     CurvesPanel > #plots { height: 1fr; }
     CurvesPanel PlotextPlot { width: 1fr; height: 1fr; min-height: 6; }
     CurvesPanel #plot-overlay { display: none; }
@@ -71,14 +72,12 @@ class CurvesPanel(ThrottledRedraw, Vertical):
         self.overlay: dict[str, dict[str, list[float | None]]] = {}
         self.overlay_metric = OVERLAY_METRICS[0]
         self.log_y = False
-        self.smooth = False
+        self.smooth = 0.0  # the smoothing weight
         self.current = "loss"
         self.drawn_history: dict[str, list[float | None]] = {}
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="progress-row"):
-            yield ProgressBar(total=100, show_eta=False, id="bar")
-            yield Static(id="progress")
+        yield Static(id="progress")
         with Horizontal(id="plots"):
             for key in PLOTS:
                 yield PlotextPlot(id=f"plot-{key}", classes="run-plot" + (" -current" if key == self.current else ""))
@@ -94,7 +93,8 @@ class CurvesPanel(ThrottledRedraw, Vertical):
         self.request_redraw()
 
     def show_overlay(self, runs: dict[str, dict]) -> None:
-        """Overlay one metric across these runs (name -> history); fewer than two turns it off."""
+        """Overlay one metric across these runs (name -> history: the selected run and the
+        marked ones); fewer than two turns it off."""
         self.overlay = runs
         self.set_class(len(runs) >= 2, "-overlay")
         self.request_redraw()
@@ -103,9 +103,11 @@ class CurvesPanel(ThrottledRedraw, Vertical):
         self.log_y = not self.log_y
         self.request_redraw()
 
-    def toggle_smooth(self) -> None:
-        self.smooth = not self.smooth
+    def cycle_smoothing(self) -> float:
+        self.smooth = SMOOTHING[(SMOOTHING.index(self.smooth) + 1) % len(SMOOTHING)] \
+            if self.smooth in SMOOTHING else SMOOTHING[0]
         self.request_redraw()
+        return self.smooth
 
     def next_metric(self) -> str:
         self.overlay_metric = OVERLAY_METRICS[(OVERLAY_METRICS.index(self.overlay_metric) + 1) % len(OVERLAY_METRICS)]
@@ -126,11 +128,6 @@ class CurvesPanel(ThrottledRedraw, Vertical):
 
     # -- drawing -----------------------------------------------------------------------------
     def _update_progress(self) -> None:
-        bar = self.query_one("#bar", ProgressBar)
-        steps, step = self.status.get("steps_per_epoch"), self.status.get("step")
-        if isinstance(steps, int) and steps > 0 and isinstance(step, int):
-            bar.update(total=steps, progress=min(step, steps))
-        bar.display = isinstance(steps, int) and steps > 0 and self.state == "running"  # never indeterminate: it animates
         text = progress_text(self.status, self.state)
         if not text and self.title:
             text = f"{self.title}: {len(self.history.get('val_loss', []))} epochs"
@@ -138,7 +135,7 @@ class CurvesPanel(ThrottledRedraw, Vertical):
 
     def redraw(self) -> None:
         self.drawn_history = self.history
-        suffix = (" log" if self.log_y else "") + (" ema" if self.smooth else "")
+        suffix = (" log" if self.log_y else "") + (f" smoothed {self.smooth:g}" if self.smooth else "")
         for key, (title, series) in PLOTS.items():
             lines = [(label, self.history.get(metric, [])) for label, metric in series]
             self._draw(self.query_one(f"#plot-{key}", PlotextPlot), f"{title}{suffix}", lines)
@@ -153,7 +150,7 @@ class CurvesPanel(ThrottledRedraw, Vertical):
         plt.xlabel("epoch")
         drawn = 0
         for label, values in lines:
-            values = ema(values) if self.smooth else values
+            values = ema(values, self.smooth) if self.smooth else values
             points = [(i + 1, v) for i, v in enumerate(values)
                       if v is not None and math.isfinite(v) and (v > 0 or not self.log_y)]
             if points:

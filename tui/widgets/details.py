@@ -1,4 +1,6 @@
-"""The selected run's configuration, and the diff of changed keys between two marked runs."""
+"""The selected run: its state and the whole of its error message, the user's label, tags and
+note, its configuration and checkpoint; or the keys that differ across the marked runs, one
+column per run."""
 
 from __future__ import annotations
 
@@ -54,7 +56,24 @@ class RunDetails(VerticalScroll):
                 table.add_row(key, _value(value))
         box.update(table)
 
-    def show_config(self, name: str, config: dict, problems: list[str], error: str | None = None) -> None:
+    def show_run(self, data: Any) -> None:
+        """A RunData: what the leaderboard's cells leave out first, then the config."""
+        run = data.summary
+        head = Text()
+        head.append(run.run, style="bold")
+        head.append(f"  {run.state}")
+        if run.label:
+            head.append(f"  · {run.label}", style="italic")
+        if run.archived:
+            head.append("  · archived", style="dim")
+        if run.tags:
+            head.append("\ntags: " + " ".join(run.tags), style="cyan")
+        if run.note:
+            head.append("\nnote: " + run.note)
+        self.show_config(run.run, data.config, data.problems, run.error, head)
+
+    def show_config(self, name: str, config: dict, problems: list[str], error: str | None = None,
+                    head: Text | None = None) -> None:
         table = Table(title=f"{name}: config", expand=True, show_edge=False)
         table.add_column("key", style="bold", no_wrap=True)
         table.add_column("value")
@@ -63,21 +82,24 @@ class RunDetails(VerticalScroll):
         notes = [p for p in problems if p] + ([error] if error and error not in problems else [])
         if not config:
             table.add_row("", Text("no config.json (yet)", style="dim"))
-        body: Any = table
-        if notes:
-            from rich.console import Group
+        from rich.console import Group
 
-            body = Group(Text("\n".join(f"⚠ {n}" for n in notes), style="bold red"), table)
+        parts = ([head] if head is not None else []) + (
+            [Text("\n".join(f"⚠ {n}" for n in notes), style="bold red")] if notes else []) + [table]
+        body: Any = Group(*parts)
         self.query_one("#details-body", Static).update(body)
 
-    def show_diff(self, a: tuple[str, dict], b: tuple[str, dict]) -> None:
-        rows = config_diff(a[1], b[1])
-        table = Table(title=f"changed keys: {a[0]} → {b[0]}", expand=True, show_edge=False)
+    def show_diff(self, runs: list[tuple[str, dict]]) -> None:
+        """The keys whose values differ between the marked runs, one column per run."""
+        rows = config_diff([config for _, config in runs])
+        names = [name for name, _ in runs]
+        title = f"changed keys: {names[0]} → {names[1]}" if len(runs) == 2 else f"changed keys across {len(runs)} runs"
+        table = Table(title=title, expand=True, show_edge=False)
         table.add_column("key", style="bold", no_wrap=True)
-        table.add_column(a[0], style="red")
-        table.add_column(b[0], style="green")
-        for key, va, vb in rows:
-            table.add_row(key, _value(va), _value(vb))
+        for i, name in enumerate(names):
+            table.add_column(name, style=("red", "green")[i] if len(runs) == 2 else "")
+        for key, values in rows:
+            table.add_row(key, *(_value(v) for v in values))
         if not rows:
-            table.add_row("", "identical settings", "")
+            table.add_row("", "identical settings", *[""] * (len(runs) - 1))
         self.query_one("#details-body", Static).update(table)

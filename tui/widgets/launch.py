@@ -1,7 +1,7 @@
-"""The launch panel: levels (with parameter counts at the dataset's hidden size), a dataset
+"""The launch form: levels (with parameter counts at the dataset's hidden size), a dataset
 (named or a typed path, validated in a worker upstream), the training fields prefilled from the
-level's defaults and validated, architecture overrides under an "advanced" fold, and the
-actions start now / add to queue / queue a preset. The fields, their labels and their checks
+level's defaults and validated, architecture overrides under an "advanced" fold, and after a
+fork the choice to start from the forked run's weights. The fields, their labels and their checks
 come from engine.settings.FIELDS, as `queue add`'s flags do; a request goes to the engine's own
 planning (`queue add`), upstream."""
 
@@ -13,13 +13,12 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.timer import Timer
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Button, Collapsible, Input, Label, Select, SelectionList, Static
+from textual.widgets import Button, Checkbox, Collapsible, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from adapters import seed
@@ -58,40 +57,29 @@ class LaunchRequest:
     dataset: str | None     # a named dataset of adapters.toml
 
 
-class LaunchPanel(VerticalScroll):
+class LaunchForm(VerticalScroll):
+    """The form. It validates what it can itself (each field as its flag is checked); what
+    needs the engine (inspecting a dataset, counting parameters) it asks upward with messages.
+    The actions (start now, add, preset) are the pane's, below the form."""
+
     DEFAULT_CSS = """
-    LaunchPanel { height: 1fr; padding: 0 1; }
-    LaunchPanel #first-run { display: none; border: round $warning; padding: 0 1; height: auto; }
-    LaunchPanel.-first-run #first-run { display: block; }
-    LaunchPanel #first-run Button { width: auto; }
-    LaunchPanel .section { text-style: bold; color: $accent; margin-top: 1; }
-    LaunchPanel #levels { height: auto; max-height: 9; }
-    LaunchPanel #level-info, LaunchPanel #data-info, LaunchPanel #errors { height: auto; color: $text-muted; }
-    LaunchPanel #errors { color: $error; }
-    LaunchPanel .row { height: auto; }
-    LaunchPanel .field { width: 1fr; height: auto; margin-right: 1; }
-    LaunchPanel Input { margin-right: 1; }
-    LaunchPanel .field Label { color: $text-muted; }
-    LaunchPanel .field Input { width: 1fr; }
-    LaunchPanel #dataset { width: 16; margin-right: 1; }
-    LaunchPanel #data-path, LaunchPanel #val-path { width: 1fr; }
-    LaunchPanel #actions { height: auto; margin-top: 1; }
-    LaunchPanel #actions Button { margin-right: 1; }
-    LaunchPanel #preset { width: 20; }
+    LaunchForm { height: 1fr; padding: 0 1; }
+    LaunchForm #first-run { display: none; border: round $warning; padding: 0 1; height: auto; }
+    LaunchForm.-first-run #first-run { display: block; }
+    LaunchForm #first-run Button { width: auto; }
+    LaunchForm .section { text-style: bold; color: $accent; margin-top: 1; }
+    LaunchForm #levels { height: auto; max-height: 9; }
+    LaunchForm #level-info, LaunchForm #data-info { height: auto; color: $text-muted; }
+    LaunchForm .row { height: auto; }
+    LaunchForm .field { width: 1fr; height: auto; margin-right: 1; }
+    LaunchForm Input { margin-right: 1; }
+    LaunchForm .field Label { color: $text-muted; }
+    LaunchForm .field Input { width: 1fr; }
+    LaunchForm #dataset { width: 16; margin-right: 1; }
+    LaunchForm #data-path, LaunchForm #val-path { width: 1fr; }
+    LaunchForm #init-from { display: none; height: auto; }
+    LaunchForm.-forked #init-from { display: block; }
     """
-
-    BINDINGS = [
-        Binding("ctrl+s", "submit(True)", "Start now", id="launch.start_now",
-                tooltip="Queue the selected levels at the front and start"),
-        Binding("ctrl+o", "submit(False)", "Add to queue", id="launch.enqueue",
-                tooltip="Queue the selected levels at the back"),
-        Binding("ctrl+l", "preset", "Queue preset", id="launch.preset",
-                tooltip="Queue every level of the chosen preset"),
-    ]
-
-    @dataclass
-    class Submitted(Message):
-        request: LaunchRequest
 
     @dataclass
     class DatasetChanged(Message):
@@ -113,6 +101,7 @@ class LaunchPanel(VerticalScroll):
         self._prefill: dict[str, str] = {}
         self._inspect_timer: Timer | None = None
         self.dataset_ok: bool | None = None
+        self.forked_from: str | None = None  # the run directory a fork came from
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -145,14 +134,7 @@ class LaunchPanel(VerticalScroll):
             with Horizontal(classes="row"):
                 for name in ARCH_FIELDS:  # placeholders now: these are mounted last, maybe after on_mount
                     yield from self._field(name, placeholder=self._arch_default(first, name), valid_empty=True)
-        yield Static(id="errors")
-        with Horizontal(id="actions"):
-            yield Button("Start now ^s", id="start", variant="success")
-            yield Button("Add to queue ^o", id="enqueue", variant="primary")
-            presets = list(self.registry.presets) if self.registry else []
-            yield Select([(p, p) for p in presets], prompt="preset", id="preset", allow_blank=not presets, compact=True,
-                         **({"value": presets[0]} if presets else {}))
-            yield Button("Queue preset ^l", id="queue-preset")
+        yield Checkbox("start from the forked run's best weights (--init_from)", id="init-from", compact=True)
 
     def _field(self, name: str, placeholder: str = "", valid_empty: bool = False):
         with Vertical(classes="field"):
@@ -266,6 +248,10 @@ class LaunchPanel(VerticalScroll):
             self._inspect_timer.stop()
         self._inspect_timer = self.set_timer(0.4, self._request_inspect)
 
+    def revalidate(self) -> None:
+        """Inspect the dataset in the form again (it may have appeared since)."""
+        self._schedule_inspect()
+
     def _request_inspect(self) -> None:
         self._inspect_timer = None
         path = self.query_one("#data-path", Input).value.strip()
@@ -298,8 +284,9 @@ class LaunchPanel(VerticalScroll):
         self.query_one("#synth-progress", Static).update(line)
 
     # -- fork --------------------------------------------------------------------------------
-    def fill_from_config(self, config: dict) -> str | None:
-        """Copy a run's level, dataset and hyperparameters into the form. Returns a problem."""
+    def fill_from_config(self, config: dict, run_dir: str | None = None) -> str | None:
+        """Copy a run's level, dataset and hyperparameters into the form, and offer its best
+        weights as the starting point. Returns a problem."""
         if not self.registry:
             return "no registry loaded"
         adapter = config.get("adapter") if isinstance(config.get("adapter"), dict) else {}
@@ -328,6 +315,9 @@ class LaunchPanel(VerticalScroll):
             self.query_one("#dataset", Select).value = CUSTOM
             self.query_one("#data-path", Input).value = str(data["train_path"])
             self.query_one("#val-path", Input).value = str(data.get("val_path") or "")
+        self.forked_from = run_dir
+        self.set_class(run_dir is not None, "-forked")
+        self.query_one("#init-from", Checkbox).value = False
         return None
 
     # -- submit ------------------------------------------------------------------------------
@@ -364,33 +354,31 @@ class LaunchPanel(VerticalScroll):
             fields["train_data"] = train
             if val:
                 fields["val_data"] = val
+        if self.forked_from and self.query_one("#init-from", Checkbox).value:
+            fields["init_from"] = self.forked_from
         return LaunchRequest(levels, fields, front, dataset), []
 
-    def _submit(self, levels: list[str], front: bool) -> None:
-        request, errors = self.collect(levels, front)
-        self.query_one("#errors", Static).update("\n".join(f"✗ {e}" for e in errors))
-        if request:
-            self.post_message(self.Submitted(request))
+    async def set_registry(self, registry: Registry | None) -> None:
+        """adapters.toml changed: rebuild the form from it, keeping the levels picked and the
+        values typed (a level that is gone is dropped)."""
+        typed = {box.id: box.value for box in self.query(Input) if box.value}
+        selected = self.selected_levels()
+        self.registry, self._prefill, self.params = registry, {}, {}
+        await self.recompose()
+        self.on_mount()
+        keep = [k for k in selected if registry and k in registry.levels]
+        if keep:
+            levels = self.query_one("#levels", SelectionList)
+            levels.deselect_all()
+            for key in keep:
+                levels.select(key)
+        for box in self.query(Input):
+            if box.id in typed and box.id not in {f"f-{n}" for n in TRAIN_FIELDS}:
+                box.value = typed[box.id]
+        self.post_message(self.ParamsWanted(self.hidden_dim))
 
-    def action_submit(self, front: bool) -> None:
-        self._submit(self.selected_levels(), front)
-
-    def action_preset(self) -> None:
-        preset = self.query_one("#preset", Select).value
-        if self.registry and preset in self.registry.presets:
-            self._submit(self.registry.presets[preset], False)
-
-    @on(Button.Pressed)
-    def _button(self, event: Button.Pressed) -> None:
+    @on(Button.Pressed, "#demo")
+    def _demo(self, event: Button.Pressed) -> None:
         event.stop()
-        if event.button.id == "start":
-            self.action_submit(True)
-        elif event.button.id == "enqueue":
-            self.action_submit(False)
-        elif event.button.id == "queue-preset":
-            self.action_preset()
-        elif event.button.id == "demo":
-            event.button.disabled = True
-            self.post_message(self.DemoRequested())
-
-
+        event.button.disabled = True
+        self.post_message(self.DemoRequested())

@@ -1,5 +1,8 @@
-"""The leaderboard: every run as a row, sortable, filterable, best value per column
-highlighted, updated live. Reports the highlighted and marked runs upward with messages."""
+"""The leaderboard: every run as a row, sortable, filterable, best value per column highlighted,
+updated live, with the columns the user picks. Its order, filter and counts always follow the
+files: a live update that moves a run re-sorts the table. Reports the highlighted and marked
+runs upward with messages. (Just over 400 lines: columns, widths, live updates, sorting and
+filtering all act on the same table state.)"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
+from engine.rundir.query import FilterError, parse_filter
 from engine.rundir.summary import HIGHER_IS_BETTER, RunSummary, SORT_KEYS, sort_runs
 from tui.data import fmt_duration, fmt_float, fmt_int
 
@@ -22,6 +26,7 @@ from tui.data import fmt_duration, fmt_float, fmt_int
 COLUMNS = [
     ("run", "run", str),
     ("level", "level", str),
+    ("label", "label", lambda v: v or ""),
     ("params", "params", fmt_int),
     ("state", "state", str),
     ("epochs_done", "epoch", None),
@@ -30,19 +35,24 @@ COLUMNS = [
     ("accept_90", "acc@.90", lambda v: fmt_float(v, 3)),
     ("consecutive_90", "cons@.90", lambda v: fmt_float(v, 2)),
     ("duration_s", "time", fmt_duration),
-]
-EVAL_COLUMNS = [
     ("prefix_mean_90", "prefix@.90", lambda v: fmt_float(v, 2)),
     ("expected_tokens", "E[tok]", lambda v: fmt_float(v, 2)),
     ("speedup", "speedup", lambda v: fmt_float(v, 2) + "x" if v is not None else "—"),
+    ("tags", "tags", lambda v: " ".join(v)),
 ]
+HEADERS = {key: header for key, header, _ in COLUMNS}
+# What fits 80 columns (with the mark and the table's padding): the default on narrow terminals.
+COMPACT = ("run", "level", "state", "epochs_done", "best_val_loss", "accept_90", "speedup")
+EVAL_KEYS = {"prefix_mean_90", "expected_tokens", "speedup"}  # shown once a run has eval.json
+META_KEYS = {"label", "tags"}                                 # shown once a run has them
+WIDE = 120
 REFERENCE_COLUMNS = {"prefix_mean_90", "expected_tokens", "speedup"}
 BEST_COLUMNS = {"best_val_loss", "cos_sim", "accept_90", "consecutive_90", "prefix_mean_90",
                 "expected_tokens", "speedup"}
 STATE_STYLE = {"running": "bold cyan", "done": "green", "failed": "bold red", "diverged": "bold red",
                "cancelled": "yellow", "interrupted": "yellow", "queued": "dim", "unreadable": "bold red"}
 MARK = "●"
-LEFT = {"run", "level", "state", "mark"}
+LEFT = {"run", "level", "state", "mark", "label", "tags"}
 
 
 class Cell:
@@ -72,11 +82,11 @@ class Cell:
 
 
 class Leaderboard(Vertical):
-    """Filter box + table of runs."""
+    """Filter box + count/sort line + table of runs."""
 
     DEFAULT_CSS = """
     Leaderboard { height: 1fr; }
-    Leaderboard > #filter { display: none; height: 3; }
+    Leaderboard > #filter { display: none; height: 1; }
     Leaderboard.-filtering > #filter { display: block; }
     Leaderboard > #sortline { height: 1; color: $text-muted; padding: 0 1; }
     Leaderboard > DataTable { height: 1fr; }
@@ -86,10 +96,11 @@ class Leaderboard(Vertical):
         Binding("s", "next_sort", "Sort", id="leaderboard.sort", tooltip="Sort by the next column"),
         Binding("S", "reverse_sort", "Reverse", id="leaderboard.reverse", show=False,
                 tooltip="Reverse the sort order"),
-        Binding("slash", "filter", "Filter", id="leaderboard.filter", tooltip="Filter runs by text"),
+        Binding("slash", "filter", "Filter", id="leaderboard.filter",
+                tooltip="Filter: speedup>1.2 level=L4 tag=best, or any text"),
         Binding("space", "mark", "Mark", id="leaderboard.mark", tooltip="Mark the run (overlay, diff)"),
-        Binding("f", "fork", "Fork", id="leaderboard.fork", tooltip="Copy this run's settings into Launch"),
-        Binding("R", "resume", "Resume", id="leaderboard.resume", tooltip="Resume this run through the queue"),
+        Binding("full_stop", "toggle_archived", "Archived", id="leaderboard.archived", show=False,
+                tooltip="Show or hide archived runs"),
         Binding("escape", "clear_filter", "Clear filter", id="leaderboard.clear_filter", show=False),
     ]
 
@@ -101,14 +112,6 @@ class Leaderboard(Vertical):
     class MarksChanged(Message):
         paths: list[str]
 
-    @dataclass
-    class ForkRequested(Message):
-        path: str
-
-    @dataclass
-    class ResumeRequested(Message):
-        path: str
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.rows: dict[str, RunSummary] = {}
@@ -116,17 +119,20 @@ class Leaderboard(Vertical):
         self.sort_key = "best_val_loss"
         self.reverse = False
         self.filter_text = ""
-        self.show_eval = False
+        self.filter_error: str | None = None
+        self._filter = parse_filter("")
+        self.show_archived = False
+        self.chosen: list[str] | None = None  # the user's columns; None: compact or all, by width
         self._best: dict[str, object] = {}
         self._columns: list = []
         self._widths: list[int] = []
+        self._order: list[str] = []           # the paths as the table shows them
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: text in run, level or state (esc clears)", id="filter")
+        yield Input(placeholder="filter: speedup>1.2 level=L4 state=done tag=best, or text (esc clears)",
+                    id="filter", compact=True)
         yield Static(id="sortline")
-        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        table.tooltip = "space mark · s sort · / filter · f fork · R resume"
-        yield table
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True, fixed_columns=2)
 
     @property
     def table(self) -> DataTable:
@@ -136,10 +142,37 @@ class Leaderboard(Vertical):
         self._set_columns()
         self._update_sortline()
 
-    # -- data --------------------------------------------------------------------------------
+    def on_resize(self) -> None:
+        if self.chosen is None and self._wanted_keys() != [k for k, _, _ in self._columns[1:]]:
+            self.rebuild()
+
+    # -- columns -----------------------------------------------------------------------------
+    def available(self) -> list[str]:
+        """Every column the data can fill now (eval and meta columns once a run has them)."""
+        rows = self.rows.values()
+        has_eval = any(r.speedup is not None or r.prefix_mean_90 is not None for r in rows)
+        has_meta = {"label": any(r.label for r in rows), "tags": any(r.tags for r in rows)}
+        return [k for k, _, _ in COLUMNS
+                if (k not in EVAL_KEYS or has_eval) and (k not in META_KEYS or has_meta[k])]
+
+    def _wanted_keys(self) -> list[str]:
+        available = self.available()
+        if self.chosen is not None:
+            keys = [k for k in self.chosen if k in HEADERS]
+            return ["run"] + [k for k in keys if k != "run"]
+        if self.size.width and self.size.width < WIDE:
+            return [k for k in COMPACT if k in available]
+        return available
+
+    def choose_columns(self, keys: list[str] | None) -> None:
+        """Show these columns (the run's name always first); None: back to the default."""
+        self.chosen = keys
+        self.rebuild()
+
     def _set_columns(self, widths: list[int] | None = None) -> None:
         """(Re)create the columns with fixed widths (the header's width until rows say more)."""
-        self._columns = [("mark", "", None)] + COLUMNS + (EVAL_COLUMNS if self.show_eval else [])
+        keys = self._wanted_keys()
+        self._columns = [("mark", "", None)] + [c for k in keys for c in COLUMNS if c[0] == k]
         if widths is None or len(widths) != len(self._columns):
             widths = [cell_len(header) for _, header, _ in self._columns]
         self._widths = widths
@@ -147,6 +180,7 @@ class Leaderboard(Vertical):
         for (key, header, _), width in zip(self._columns, widths):
             self.table.add_column(Text(header), key=key, width=width)  # Text: "E[tok]" is not markup
 
+    # -- data --------------------------------------------------------------------------------
     def set_runs(self, runs: list[RunSummary]) -> None:
         """Replace every row (initial load, rescan)."""
         self.rows = {r.path: r for r in runs}
@@ -154,17 +188,15 @@ class Leaderboard(Vertical):
         self.rebuild()
 
     def update_run(self, run: RunSummary) -> None:
-        """Insert or update one row in place (live)."""
-        is_new = run.path not in self.rows
+        """Insert or update one row (live). The table is rebuilt when the row's place, its
+        membership in the filter or the columns change; else only its cells are."""
         self.rows[run.path] = run
-        if self._needs_eval():
-            self.rebuild()
-            return
-        if is_new:
-            self.rebuild()
-            return
         old_best = dict(self._best)
         self._compute_best()
+        if self._wanted_keys() != [k for k, _, _ in self._columns[1:]] or \
+                [r.path for r in self.visible()] != self._order:
+            self.rebuild()
+            return
         if run.path not in self.table.rows:
             return
         cells = self._cells(run)
@@ -173,6 +205,8 @@ class Leaderboard(Vertical):
             return
         for (key, _, _), cell in zip(self._columns, cells):
             self.table.update_cell(run.path, key, cell)
+        if run.path == self.highlighted_path:
+            self._update_tooltip(run.path)
         # Only the cells that were, or now are, a column's best change their highlight.
         for key in {k for k in set(self._best) | set(old_best) if self._best.get(k) != old_best.get(k)}:
             if not any(k == key for k, _, _ in self._columns):
@@ -182,28 +216,30 @@ class Leaderboard(Vertical):
                 other = self.rows[path.value]
                 if other.path != run.path and getattr(other, key) in marked:
                     self.table.update_cell(path, key, self._cell(other, key))
+        self._update_sortline()
 
-    def _needs_eval(self) -> bool:
-        want = any(r.speedup is not None or r.prefix_mean_90 is not None for r in self.rows.values())
-        if want != self.show_eval:
-            self.show_eval = want
-            self._set_columns()
-            return True
-        return False
+    def remove_run(self, path: str) -> None:
+        self.rows.pop(path, None)
+        if path in self.marked:
+            self.marked.remove(path)
+            self.post_message(self.MarksChanged(list(self.marked)))
+        self.rebuild()
+
+    def _shown(self, run: RunSummary) -> bool:
+        archived_wanted = self.show_archived or any(t.attr == "archived" for t in self._filter.terms)
+        return (archived_wanted or not run.archived) and self._filter.matches(run)
 
     def visible(self) -> list[RunSummary]:
-        text = self.filter_text.lower()
-        rows = [r for r in self.rows.values()
-                if not text or text in f"{r.run} {r.level} {r.state} {r.error or ''}".lower()]
-        ordered = sort_runs(rows, self.sort_key)
+        ordered = sort_runs([r for r in self.rows.values() if self._shown(r)], self.sort_key)
         return ordered[::-1] if self.reverse else ordered
 
     def rebuild(self) -> None:
         table = self.table
         current = self.highlighted_path
-        self._needs_eval()
         self._compute_best()
         rows = self.visible()
+        if self._wanted_keys() != [k for k, _, _ in self._columns[1:]]:
+            self._set_columns()
         cells = [self._cells(r) for r in rows]
         widths = [cell_len(header) for _, header, _ in self._columns]
         for row in cells:
@@ -214,16 +250,19 @@ class Leaderboard(Vertical):
             table.clear()
         for r, row in zip(rows, cells):
             table.add_row(*row, key=r.path)
-        if current and current in self.rows and current in table.rows:
+        self._order = [r.path for r in rows]
+        if current and current in table.rows:
             table.move_cursor(row=table.get_row_index(current), animate=False)
         self._update_sortline()
+        self._update_tooltip(self.highlighted_path)
         if self.highlighted_path != current:
             self.post_message(self.RunHighlighted(self.highlighted_path))
 
     def _compute_best(self) -> None:
         best: dict[str, object] = {}
+        shown = [r for r in self.rows.values() if not r.archived or self.show_archived]
         for key in BEST_COLUMNS:
-            values = [getattr(r, key) for r in self.rows.values() if getattr(r, key) is not None]
+            values = [getattr(r, key) for r in shown if getattr(r, key) is not None]
             if values:
                 best[key] = max(values) if key in HIGHER_IS_BETTER else min(values)
         self._best = best
@@ -237,11 +276,11 @@ class Leaderboard(Vertical):
         if key == "epochs_done":
             return Cell(f"{run.epochs_done}/{run.num_epochs}" if run.num_epochs else str(run.epochs_done),
                         justify="right")
-        if key == "state":
-            label = run.state + ("*" if run.seed_format else "")
-            if run.error:
-                return Cell(f"{label}: {run.error}"[:48], STATE_STYLE.get(run.state, "bold red"))
-            return Cell(label, STATE_STYLE.get(run.state, ""))
+        if key == "state":  # the state alone: its message is in the tooltip and the details
+            label = run.state + ("*" if run.seed_format else "") + ("!" if run.error else "")
+            return Cell(label, STATE_STYLE.get(run.state, "bold red" if run.error else ""))
+        if key == "run":
+            return Cell(run.run, "dim" if run.archived else "")
         if fmt is None:
             fmt = next(f for k, _, f in self._columns if k == key)
         value = getattr(run, key)
@@ -270,7 +309,15 @@ class Leaderboard(Vertical):
     @on(DataTable.RowHighlighted, "#runs-table")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
-        self.post_message(self.RunHighlighted(event.row_key.value if event.row_key else None))
+        path = event.row_key.value if event.row_key else None
+        self._update_tooltip(path)
+        self.post_message(self.RunHighlighted(path))
+
+    def _update_tooltip(self, path: str | None) -> None:
+        """The highlighted run's message (a failed run's error), else the keys."""
+        run = self.rows.get(path or "")
+        self.table.tooltip = (f"{run.state}: {run.error}" if run and run.error else
+                              "space mark · s sort · / filter · f fork · R resume · o columns · ? all keys")
 
     @on(DataTable.HeaderSelected, "#runs-table")
     def _header_selected(self, event: DataTable.HeaderSelected) -> None:
@@ -284,12 +331,20 @@ class Leaderboard(Vertical):
     # -- actions -----------------------------------------------------------------------------
     def _update_sortline(self) -> None:
         arrow = "↑" if self.reverse else "↓"
-        note = f" · filter '{self.filter_text}'" if self.filter_text else ""
+        shown, total = len(self._order), len(self.rows)
+        archived = sum(r.archived for r in self.rows.values())
+        count = f"{shown} of {total} runs" if shown != total else f"{total} runs"
+        hidden = f" ({archived} archived hidden: .)" if archived and not self.show_archived else ""
+        problem = f" · [b red]filter: {self.filter_error}[/]" if self.filter_error else (
+            f" · filter {self.filter_text}" if self.filter_text else "")
         marked = f" · {len(self.marked)} marked" if self.marked else ""
         reference = " · † the reference's figures" if any(
-            r.eval_source == "reference" for r in self.rows.values()) and self.show_eval else ""
-        self.query_one("#sortline", Static).update(
-            f"{len(self.rows)} runs · sort {self.sort_key} {arrow}{note}{marked}{reference}")
+            r.eval_source == "reference" for r in self.rows.values()) and any(
+            k in REFERENCE_COLUMNS for k, _, _ in self._columns) else ""
+        line = Text.from_markup(f"{count}{hidden} · sort {HEADERS.get(self.sort_key, self.sort_key)} {arrow}")
+        line.append_text(Text.from_markup(problem))
+        line.append(marked + reference)
+        self.query_one("#sortline", Static).update(line)
 
     def _sort_keys(self) -> list[str]:
         return [k for k, _, _ in self._columns if k in SORT_KEYS]
@@ -314,11 +369,24 @@ class Leaderboard(Vertical):
         self.remove_class("-filtering")
         self.table.focus()
 
+    def action_toggle_archived(self) -> None:
+        self.show_archived = not self.show_archived
+        self.rebuild()
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        try:
+            self._filter, self.filter_error = parse_filter(self.filter_text), None
+        except FilterError as exc:  # keep showing what the last good filter showed
+            self.filter_error = str(exc)
+            self._update_sortline()
+            return
+        self.rebuild()
+
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self.filter_text = event.value.strip()
-        self.rebuild()
+        self.set_filter(event.value)
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
@@ -338,11 +406,3 @@ class Leaderboard(Vertical):
         self.table.update_cell(path, "mark", self._cell(self.rows[path], "mark"))
         self._update_sortline()
         self.post_message(self.MarksChanged(list(self.marked)))
-
-    def action_fork(self) -> None:
-        if self.highlighted_path:
-            self.post_message(self.ForkRequested(self.highlighted_path))
-
-    def action_resume(self) -> None:
-        if self.highlighted_path:
-            self.post_message(self.ResumeRequested(self.highlighted_path))

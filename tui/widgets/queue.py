@@ -1,23 +1,16 @@
-"""The queue panel: every job with its state, the worker's status, and the job actions
-(cancel, retry, retry with resume, move up/down, remove), posted upward as messages."""
+"""The queue's widgets: the table of jobs and the worker's status line."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from rich.text import Text
-from textual import on
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Vertical
-from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from tui.widgets.leaderboard import STATE_STYLE
 
-COLUMNS = ("id", "state", "level", "dataset", "epochs", "nproc", "gpus", "run", "error")
+COLUMNS = ("id", "state", "level", "run", "epochs", "nproc", "gpus", "dataset", "error")
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -70,96 +63,39 @@ def worker_text(status: Any, jobs: list[Any] | None = None) -> Text:
             free = [g for g in gpus if g not in held]
             text += f" · gpus {','.join(gpus)} (free: {','.join(free) or 'none'})"
         return Text(text, style="green")
-    return Text("worker: not running (w starts one; adding a job starts one)", style="yellow")
+    return Text("worker: not running (w starts one; queueing a job starts one)", style="yellow")
 
 
-class QueuePanel(Vertical):
-    DEFAULT_CSS = """
-    QueuePanel { height: 1fr; }
-    QueuePanel > #worker { height: 1; padding: 0 1; }
-    QueuePanel > DataTable { height: 1fr; }
-    """
-
-    BINDINGS = [
-        Binding("x", "job('cancel')", "Cancel", id="queue.cancel", tooltip="Cancel the job (SIGTERM, then SIGKILL)"),
-        Binding("r", "job('retry')", "Retry", id="queue.retry", tooltip="Queue the job again"),
-        Binding("R", "job('resume')", "Retry+resume", id="queue.retry_resume",
-                tooltip="Queue the job again, resuming from its last.pt"),
-        Binding("K,shift+up", "job('up')", "Up", id="queue.move_up", tooltip="Move the job up the queue"),
-        Binding("J,shift+down", "job('down')", "Down", id="queue.move_down", tooltip="Move the job down"),
-        Binding("delete,d", "job('remove')", "Remove", id="queue.remove", tooltip="Remove the job from the list"),
-        Binding("w", "worker", "Worker", id="queue.worker", tooltip="Start a worker if none is alive"),
-        Binding("C", "clear_done", "Clear done", id="queue.clear_done", show=False,
-                tooltip="Remove finished jobs from the list"),
-    ]
-
-    @dataclass
-    class ActionRequested(Message):
-        action: str
-        job_id: int | None
-
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.jobs: list[Any] = []
-        self.worker: Any = None
-
-    def compose(self) -> ComposeResult:
-        yield Static(worker_text(None), id="worker")
-        table = DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
-        table.tooltip = "x cancel · r retry · R retry+resume · K/J move · d remove · w worker"
-        yield table
-
-    class Mounted(Message):
-        """The panel is ready for jobs (it is mounted lazily)."""
+class JobsTable(DataTable):
+    """Every job of the queue, the selected one kept across refreshes."""
 
     def on_mount(self) -> None:
-        if not self.query("#jobs"):  # the app quit while this panel was being mounted
-            return
-        table = self.query_one("#jobs", DataTable)
         for column in COLUMNS:
-            table.add_column(column, key=column)
-        self.post_message(self.Mounted())
+            self.add_column(column, key=column)
 
     @property
     def selected_id(self) -> int | None:
-        table = self.query_one("#jobs", DataTable)
-        if table.row_count == 0:
+        if self.row_count == 0:
             return None
-        key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
         return int(key.value)
 
-    def set_jobs(self, jobs: list[Any], worker: Any, error: str | None = None) -> None:
-        self.jobs, self.worker = jobs, worker
-        self.query_one("#worker", Static).update(
-            Text(f"queue unavailable: {error}", style="bold red") if error else worker_text(worker, jobs))
-        table = self.query_one("#jobs", DataTable)
+    def set_jobs(self, jobs: list[Any]) -> None:
         selected = self.selected_id
-        table.clear()
+        self.clear()
         for job in jobs:
             args = _get(job, "settings") or {}
             state = str(_get(job, "state"))
             pos = _get(job, "position")
             label = f"{state} #{pos}" if state == "queued" and pos else state
             run = _get(job, "run_dir") or ""
-            table.add_row(
+            dataset = str(_get(job, "dataset") or args.get("train_data", "") or "")
+            if "/" in dataset:  # a path: its last two parts say enough (demo/train)
+                dataset = "/".join(dataset.rstrip("/").split("/")[-2:])
+            self.add_row(
                 str(_get(job, "id")), Text(label, style=STATE_STYLE.get(state, "")), str(_get(job, "level")),
-                str(_get(job, "dataset") or args.get("train_data", "") or ""), str(args.get("num_epochs", "")),
-                nproc_text(job), gpus_text(job), run.rstrip("/").rsplit("/", 1)[-1], Text(str(_get(job, "error") or ""), style="red"),
+                run.rstrip("/").rsplit("/", 1)[-1], str(args.get("num_epochs", "")), nproc_text(job), gpus_text(job),
+                dataset, Text(" ".join(str(_get(job, "error") or "").split()), style="red"),
                 key=str(_get(job, "id")))
-        if selected is not None and str(selected) in table.rows:
-            table.move_cursor(row=table.get_row_index(str(selected)), animate=False)
-
-    def action_job(self, action: str) -> None:
-        job_id = self.selected_id
-        if job_id is not None:
-            self.post_message(self.ActionRequested(action, job_id))
-
-    def action_worker(self) -> None:
-        self.post_message(self.ActionRequested("worker", None))
-
-    def action_clear_done(self) -> None:
-        self.post_message(self.ActionRequested("clear_done", None))
-
-    @on(DataTable.RowSelected, "#jobs")
-    def _selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
+        if selected is not None and str(selected) in self.rows:
+            self.move_cursor(row=self.get_row_index(str(selected)), animate=False)

@@ -1,0 +1,442 @@
+"""The Runs tab: the leaderboard over an inspector (curves, details, log tail, acceptance).
+
+It owns its state (the runs read, the selection, the marks), its thread workers (scanning,
+reading a run, describing a checkpoint, editing meta.json, deleting) and its keys. The screen
+forwards the watcher's messages about run directories to it. (Over 400 lines: every action on a
+run needs the pane's selection and cache, so they live with them.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.lazy import Lazy
+from textual.widgets import TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from engine.rundir.delete import delete_run
+from engine.rundir.evaluation import parse_any_eval
+from engine.rundir.layout import CHECKPOINTS, LOG, is_run_dir
+from engine.rundir.meta import tag_changes, update_meta
+from engine.rundir.run import RunData, read_run
+from engine.rundir.summary import load_runs, summarize
+from tui.backend import Backend
+from tui.messages import CheckpointDescribed, ForkRun, RunRead, RunsLoaded, RunsShown
+from tui.screens.dialogs import ColumnsScreen, ConfirmScreen, PromptScreen
+from tui.watcher import LevelDirChanged, RunFilesChanged
+from tui.widgets.acceptance import AcceptancePanel, AcceptanceRun
+from tui.widgets.curves import CurvesPanel
+from tui.widgets.details import RunDetails
+from tui.widgets.leaderboard import COLUMNS, Leaderboard
+from tui.widgets.logtail import LogTail
+
+NOTIFY_STATES = {"done": "information", "failed": "error", "diverged": "error", "cancelled": "warning"}
+ACTIVE_STATES = ("running", "queued")
+RESUMABLE = ("interrupted", "cancelled", "failed")
+
+
+class RunsPane(Vertical):
+    BINDINGS = [
+        Binding("c", "inspect('curves')", "Curves", id="inspector.curves", show=False),
+        Binding("i", "inspect('details')", "Details", id="inspector.details", show=False,
+                tooltip="State, error, notes and config of the run; diff of the marked runs"),
+        Binding("t", "inspect('log')", "Log", id="inspector.log", show=False, tooltip="Live tail of train.log"),
+        Binding("p", "inspect('accept')", "Accept", id="inspector.accept", show=False,
+                tooltip="Acceptance by position (eval.json) of the selected and marked runs"),
+        Binding("a", "accept_threshold", "Threshold", id="accept.threshold", show=False,
+                tooltip="Acceptance plot: next threshold of the runs' eval.json"),
+        Binding("g", "log_y", "Log y", id="curves.log_y", show=False, tooltip="Toggle log-scale y"),
+        Binding("e", "smoothing", "Smooth", id="curves.smoothing", show=False,
+                tooltip="Smoothing weight: off, 0.6, 0.9"),
+        Binding("m", "metric", "Metric", id="curves.metric", show=False, tooltip="Next overlay metric"),
+        Binding("v", "view", "Plot", id="curves.view", show=False, tooltip="Next plot (narrow terminals)"),
+        Binding("f", "fork", "Fork", id="runs.fork", tooltip="Launch form filled with this run's settings"),
+        Binding("R", "resume", "Resume", id="runs.resume", show=False, tooltip="Resume this run through the queue"),
+        Binding("o", "columns", "Columns", id="runs.columns", tooltip="Choose the leaderboard's columns"),
+        Binding("n", "note", "Note", id="runs.note", show=False, tooltip="Edit the run's note (meta.json)"),
+        Binding("T", "tags", "Tags", id="runs.tags", show=False, tooltip="Edit the run's tags: +tag -tag"),
+        Binding("L", "label", "Label", id="runs.label", show=False, tooltip="Give the run a label"),
+        Binding("A", "archive", "Archive", id="runs.archive", show=False,
+                tooltip="Archive (hide) or unarchive the run; . shows archived runs"),
+        Binding("D", "delete", "Delete", id="runs.delete", show=False,
+                tooltip="Delete the run directory (asks first)"),
+        Binding("ctrl+r", "rescan", "Rescan", id="runs.rescan", show=False, tooltip="Read every run again"),
+    ]
+
+    def __init__(self, runs_dir: Path, backend: Backend, *, bell: bool = False, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.runs_dir = Path(runs_dir)
+        self.backend = backend
+        self.bell = bell
+        self.selected: str | None = None
+        self.marked: list[str] = []
+        self.cache: dict[str, RunData] = {}
+        self.states: dict[str, str] = {}
+        self.follow_new = False
+        self.accept_tau: str | None = None  # threshold of the acceptance plot; None: each file's primary
+        self.checkpoints: dict[tuple[str, int], tuple[dict | None, str | None]] = {}
+        self.deleted: set[str] = set()  # deleted here: late file events and reads of them are ignored
+
+    def compose(self) -> ComposeResult:
+        yield Leaderboard(id="leaderboard")
+        with TabbedContent(id="inspector", initial="curves"):
+            with TabPane("Curves c", id="curves"):
+                yield CurvesPanel(id="curves-panel")
+            with TabPane("Details i", id="details"):
+                yield RunDetails(id="details-panel")
+            with TabPane("Log t", id="log"):
+                yield LogTail(id="log-panel")
+            with TabPane("Accept p", id="accept"):
+                yield Lazy(AcceptancePanel(id="accept-panel"))
+
+    @property
+    def leaderboard(self) -> Leaderboard:
+        return self.query_one(Leaderboard)
+
+    @property
+    def curves(self) -> CurvesPanel:
+        return self.query_one(CurvesPanel)
+
+    def on_mount(self) -> None:
+        self.leaderboard.table.focus()
+        # Read the runs once the first frame is out: the reader thread and the event loop share
+        # one interpreter lock, so starting it earlier only slows the first paint down.
+        self.call_after_refresh(self.scan)
+        self.set_interval(15, self._recheck_running)
+
+    # -- reading (thread workers) ------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
+    def scan(self, known: list[str] | None = None) -> None:
+        known = known or []
+        runs = load_runs(self.runs_dir)
+        found = {r.path for r in runs}
+        runs += [summarize(Path(p)) for p in known if p not in found and Path(p).exists()]
+        self.post_message(RunsLoaded(runs, first_run=not runs))
+
+    def read(self, path: str, full: bool) -> None:
+        self.run_worker(lambda: self._read(path, full), thread=True, exclusive=True,
+                        group=f"read:{path}", exit_on_error=False)
+
+    def _read(self, path: str, full: bool) -> None:
+        data = read_run(path, full=full)
+        if not get_current_worker().is_cancelled:
+            self.post_message(RunRead(data, full))
+
+    def _recheck_running(self) -> None:
+        """A running run whose process died becomes interrupted without a file event."""
+        for path, state in self.states.items():
+            if state == "running":
+                self.read(path, full=path == self.selected)
+
+    # -- the watcher (forwarded by the screen) -----------------------------------------------
+    def files_changed(self, message: RunFilesChanged) -> None:
+        if message.name == LOG:
+            if message.run_dir == self.selected:
+                self.query_one(LogTail).poll()
+            return
+        if message.run_dir in self.deleted or (
+                not is_run_dir(message.run_dir) and message.run_dir not in self.leaderboard.rows):
+            return
+        self.read(message.run_dir, full=message.run_dir == self.selected or message.run_dir in self.marked)
+
+    def level_changed(self, message: LevelDirChanged) -> None:
+        self.scan(list(self.leaderboard.rows))
+
+    # -- results -----------------------------------------------------------------------------
+    @on(RunsLoaded)
+    def _runs_loaded(self, message: RunsLoaded) -> None:
+        known = set(self.states)
+        for run in message.runs:
+            self.states[run.path] = run.state
+        self.leaderboard.set_runs(message.runs)
+        # Shown means on screen: after the table has measured its rows and the screen refreshed.
+        self.leaderboard.table.call_after_refresh(lambda: self.post_message(RunsShown()))
+        if self.follow_new:
+            new = [r.path for r in message.runs if r.path not in known]
+            if new:
+                self.leaderboard.select_path(max(new))
+                self.follow_new = False
+
+    @on(RunRead)
+    def _run_read(self, message: RunRead) -> None:
+        data = message.data
+        run = data.summary
+        if run.path in self.deleted:
+            return
+        before = self.states.get(run.path)
+        self.states[run.path] = run.state
+        is_new = run.path not in self.leaderboard.rows
+        self.leaderboard.update_run(run)
+        if message.full:
+            self.cache[run.path] = data
+        elif run.path in self.cache:
+            self.cache[run.path].summary = run
+        if is_new and self.follow_new:
+            self.follow_new = False
+            self.leaderboard.select_path(run.path)
+        if before in ACTIVE_STATES and run.state in NOTIFY_STATES:
+            self._notify_end(data)
+        if run.path == self.selected:
+            self._show_selected()
+        if run.path in self.marked or run.path == self.selected:
+            self._show_marked()
+
+    def _notify_end(self, data: RunData) -> None:
+        run = data.summary
+        detail = f": {run.error}" if run.error and run.state != "done" else ""
+        loss = f" · best val {run.best_val_loss:.4f}" if run.best_val_loss is not None else ""
+        self.notify(f"{run.run} {run.state}{loss}{detail}", title=f"run {run.state}",
+                    severity=NOTIFY_STATES[run.state], timeout=8)
+        if self.bell and run.state != "cancelled":
+            self.app.bell()
+
+    # -- selection, marks, inspector ---------------------------------------------------------
+    @on(Leaderboard.RunHighlighted)
+    def _highlighted(self, message: Leaderboard.RunHighlighted) -> None:
+        if message.path == self.selected:
+            return
+        self.selected = message.path
+        self.query_one(LogTail).follow(message.path)
+        if message.path:
+            self._show_selected()
+            self._show_marked()
+            self.read(message.path, full=True)
+
+    def _show_selected(self) -> None:
+        data = self.cache.get(self.selected or "")
+        if data is None:
+            self.curves.show_run(Path(self.selected or "").name, {}, {}, None)
+            self._show_acceptance()
+            return
+        run = data.summary
+        self.curves.show_run(run.run, data.history, data.status, run.state)
+        if len(self.marked) < 2:
+            self.query_one(RunDetails).show_run(data)
+            self._describe_checkpoint()
+        self._show_acceptance()
+
+    def _describe_checkpoint(self) -> None:
+        """The selected run's checkpoint, read by the engine once the Details tab shows it (the
+        engine needs torch: a subprocess, so not for every row scrolled past)."""
+        path = self.selected
+        if not path or self.query_one("#inspector", TabbedContent).active != "details":
+            return
+        checkpoint = next((Path(path) / name for name in CHECKPOINTS if (Path(path) / name).is_file()), None)
+        if checkpoint is None:
+            self.query_one(RunDetails).show_checkpoint(None)
+            return
+        stamp = (str(checkpoint), checkpoint.stat().st_mtime_ns)
+        if stamp in self.checkpoints:
+            self.query_one(RunDetails).show_checkpoint(*self.checkpoints[stamp])
+            return
+        self.describe_checkpoint(path, stamp)
+
+    @work(thread=True, exclusive=True, group="checkpoint", exit_on_error=False)
+    def describe_checkpoint(self, path: str, stamp: tuple[str, int]) -> None:
+        try:
+            info, error = self.backend.checkpoint(stamp[0]), None
+        except Exception as exc:  # a broken or foreign file: say so in the pane
+            info, error = None, str(exc)
+        if not get_current_worker().is_cancelled:
+            self.checkpoints[stamp] = (info, error)
+            self.post_message(CheckpointDescribed(path, info, error))
+
+    @on(CheckpointDescribed)
+    def _checkpoint_described(self, message: CheckpointDescribed) -> None:
+        if message.path == self.selected and len(self.marked) < 2:
+            self.query_one(RunDetails).show_checkpoint(message.info, message.error)
+
+    @on(Leaderboard.MarksChanged)
+    def _marks_changed(self, message: Leaderboard.MarksChanged) -> None:
+        self.marked = message.paths
+        for path in self.marked:
+            if path not in self.cache:
+                self.read(path, full=True)
+        self._show_marked()
+        if len(self.marked) < 2:
+            self._show_selected()
+
+    def _overlaid(self) -> list[str]:
+        """The selected run, then the marked ones: what the overlay and the acceptance plot show."""
+        return ([self.selected] if self.selected else []) + [p for p in self.marked if p != self.selected]
+
+    def _show_marked(self) -> None:
+        shown = [self.cache[p] for p in self._overlaid() if p in self.cache]
+        self.curves.show_overlay({d.summary.run: d.history for d in shown} if self.marked else {})
+        marked = [self.cache[p] for p in self.marked if p in self.cache]
+        if len(self.marked) >= 2 and len(marked) == len(self.marked):
+            self.query_one(RunDetails).show_diff([(d.summary.run, d.config) for d in marked])
+        self._show_acceptance()
+
+    def _show_acceptance(self) -> None:
+        """Acceptance by position: the selected run, then every marked run (from eval.json)."""
+        runs = []
+        for path in self._overlaid():
+            data = self.cache.get(path)
+            if data is None:
+                runs.append(AcceptanceRun(Path(path).name, None, "reading...", path == self.selected))
+                continue
+            view, problem = data.evaluation, data.eval_problem
+            if self.accept_tau is not None and data.eval_data is not None:
+                view, problem = parse_any_eval(data.eval_data, self.accept_tau)
+            runs.append(AcceptanceRun(data.summary.run, view, problem, path == self.selected))
+        for panel in self.query(AcceptancePanel):
+            panel.show(runs)
+
+    @on(AcceptancePanel.Mounted)
+    def _acceptance_mounted(self, message: AcceptancePanel.Mounted) -> None:
+        self._show_acceptance()
+
+    @on(TabbedContent.TabActivated, "#inspector")
+    def _inspector_activated(self, event: TabbedContent.TabActivated) -> None:
+        event.stop()
+        if event.pane.id == "details":
+            self._describe_checkpoint()
+
+    # -- actions: view -----------------------------------------------------------------------
+    def action_inspect(self, pane: str) -> None:
+        self.query_one("#inspector", TabbedContent).active = pane
+
+    def action_log_y(self) -> None:
+        self.curves.toggle_log()
+
+    def action_smoothing(self) -> None:
+        weight = self.curves.cycle_smoothing()
+        self.notify(f"smoothing {weight:g}" if weight else "smoothing off", timeout=2)
+
+    def action_metric(self) -> None:
+        self.notify(f"overlay metric: {self.curves.next_metric()}", timeout=2)
+
+    def action_view(self) -> None:
+        self.curves.next_view()
+
+    def action_accept_threshold(self) -> None:
+        """Step the acceptance plot through the thresholds the shown runs were evaluated at."""
+        shown = [self.cache[p] for p in self._overlaid() if p in self.cache]
+        views = [d.evaluation for d in shown if d.evaluation is not None]
+        if not views:
+            self.notify("no eval.json to switch thresholds in", severity="warning", timeout=3)
+            return
+        thresholds = views[0].thresholds
+        current = self.accept_tau or views[0].tau
+        self.accept_tau = thresholds[(thresholds.index(current) + 1) % len(thresholds)] \
+            if current in thresholds else thresholds[0]
+        self.notify(f"acceptance threshold: {self.accept_tau}", timeout=2)
+        self._show_acceptance()
+
+    def action_rescan(self) -> None:
+        self.scan(list(self.leaderboard.rows))
+
+    def action_columns(self) -> None:
+        board = self.leaderboard
+        available = board.available()
+        shown = [k for k, _, _ in board._columns if k != "mark"]
+        columns = [(key, header) for key, header, _ in COLUMNS if key in available and key != "run"]
+
+        def chosen(keys: list[str] | None) -> None:
+            if keys is not None:
+                board.choose_columns(keys or None)
+        self.app.push_screen(ColumnsScreen(columns, shown), chosen)
+
+    # -- actions: the selected run -----------------------------------------------------------
+    def _selected_run(self):
+        path = self.leaderboard.highlighted_path
+        return self.leaderboard.rows.get(path) if path else None
+
+    def action_fork(self) -> None:
+        run = self._selected_run()
+        data = self.cache.get(run.path) if run else None
+        if data is None or not data.config:
+            self.notify("this run has no readable config.json to fork", severity="warning")
+            return
+        self.post_message(ForkRun(data.config, run.path))
+
+    def action_resume(self) -> None:
+        run = self._selected_run()
+        if run is None:
+            return
+        if run.state not in RESUMABLE:
+            self.notify(f"only {', '.join(RESUMABLE)} runs resume (this one is {run.state})", severity="warning")
+            return
+        self.resume_run(run.path)
+
+    @work(thread=True, group="runs-action", exit_on_error=False)
+    def resume_run(self, path: str) -> None:
+        job = self.backend.job_for_run(path)
+        if job is None:
+            self.app.call_from_thread(self.notify, "this run was not started by the queue: resume it with "
+                                      f"`adapter-engine train --resume {path}`", severity="warning")
+            return
+        new_id = self.backend.queue.retry(job.id, resume=True)
+        self.backend.ensure_worker()
+        self.app.call_from_thread(self.notify, f"resuming {Path(path).name} as job {new_id}")
+
+    def _edit(self, prompt: str, value: str, placeholder: str, apply) -> None:
+        run = self._selected_run()
+        if run is None:
+            return
+
+        def answered(text: str | None) -> None:
+            if text is not None:
+                self.edit_meta(run.path, apply, text)
+        self.app.push_screen(PromptScreen(f"{prompt} · {run.run}", value(run), placeholder), answered)
+
+    def action_note(self) -> None:
+        self._edit("Note", lambda r: r.note.replace("\n", " "), "what this run tried, what it showed",
+                   lambda path, text: update_meta(path, note=text))
+
+    def action_label(self) -> None:
+        self._edit("Label", lambda r: r.label or "", "a short name (empty removes it)",
+                   lambda path, text: update_meta(path, label=text or None, clear_label=not text.strip()))
+
+    def action_tags(self) -> None:
+        def apply(path: str, text: str):
+            words = text.split()
+            added, removed = tag_changes(words)
+            if not any(w[:1] in "+-" for w in words):  # the whole list, as typed
+                removed = sorted(set(self.leaderboard.rows[path].tags) - set(added))
+            return update_meta(path, add_tags=added, remove_tags=removed)
+        self._edit("Tags (+tag adds, -tag removes, or the whole list)", lambda r: " ".join(r.tags), "best ablation",
+                   apply)
+
+    def action_archive(self) -> None:
+        run = self._selected_run()
+        if run is not None:
+            archive = not run.archived
+            self.edit_meta(run.path, lambda path, _: update_meta(path, archived=archive), "",
+                           f"{run.run} {'archived (. shows archived runs)' if archive else 'unarchived'}")
+
+    @work(thread=True, group="runs-action", exit_on_error=False)
+    def edit_meta(self, path: str, apply, text: str, done: str | None = None) -> None:
+        apply(path, text)  # a UserInputError is shown by the screen's worker-error handler
+        self.read(path, full=True)
+        if done:
+            self.app.call_from_thread(self.notify, done, timeout=4)
+
+    def action_delete(self) -> None:
+        run = self._selected_run()
+        if run is None:
+            return
+        question = (f"Delete [b]{run.run}[/b]?\n\nIts config, history, logs and checkpoints are removed for good "
+                    "(files that are not a run's are left). To only hide it, archive it with A instead.")
+
+        def answered(yes: bool) -> None:
+            if yes:
+                self.delete(run.path)
+        self.app.push_screen(ConfirmScreen(question, "Delete"), answered)
+
+    @work(thread=True, group="runs-action", exit_on_error=False)
+    def delete(self, path: str) -> None:
+        left = delete_run(path, self.runs_dir)
+        message = f"deleted {Path(path).name}" + (f"; left {', '.join(left)} (not a run's files)" if left else "")
+        self.app.call_from_thread(self._forget, path)
+        self.app.call_from_thread(self.notify, message, timeout=6)
+
+    def _forget(self, path: str) -> None:
+        self.deleted.add(path)
+        self.leaderboard.remove_run(path)
+        self.states.pop(path, None)
+        self.cache.pop(path, None)
