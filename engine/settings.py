@@ -168,6 +168,7 @@ class TrainSettings:
     seed_level: int | None = None   # --adapter_level: the level as the reference builds it
     layout: str = "levels"
     init_from: str | None = None    # a checkpoint (or run directory) whose weights start the run
+    sweep: str | None = None        # the sweep this run belongs to (queue add --sweep), not a flag
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,15 +31,19 @@ from engine.device import autocast, make_optimizer, resolve_precision, to_device
 from engine.distributed import DistContext, all_reduce, any_rank, broadcast
 from engine.evaluate import EvalOptions, describe, evaluate, record
 from engine.inputs import Inputs, prepare
+from engine.lineage import lineage
 from engine.metrics import MetricAccumulator
 from engine.rundir.evaluation import write_eval
 from engine.rundir.layout import BEST, CONFIG, CURVES, FINAL, HISTORY, LAST, LOG, RUN_DIR_FILE_ENV, new_run_dir, run_stamp
 from engine.rundir.lock import RunLock
 from engine.rundir.states import EXIT_DIVERGED, EXIT_DONE, EXIT_FAILED, now_iso
 from engine.rundir.status import StatusWriter
+from engine.rundir.steps import StepLog
+from engine.system import SystemSampler
 from engine.settings import TrainSettings
 
 log = logging.getLogger("adapter-engine.train")
+SYSTEM_EVERY_S = 2.0  # how often the process's CPU, memory and GPU use is sampled
 
 
 class Diverged(Exception):
@@ -105,6 +109,8 @@ def seed_config(inputs: Inputs, stamp: str, argv: list[str]) -> dict[str, Any]:
         "versions": {"torch": torch.__version__, "python": platform.python_version(), "adapter_tui": _version()},
         "argv": argv,
         "host": socket.gethostname(),
+        "sweep": s.sweep,
+        "lineage": lineage(inputs.train, inputs.val),
         "settings": s.as_dict(),
     }
 
@@ -158,6 +164,10 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.status = StatusWriter(run_dir, enabled=ctx.is_main, num_epochs=s.num_epochs, device=str(self.device))
+        self.steps_log = StepLog(run_dir, len(self.train_batches), enabled=ctx.is_main)
+        self.system = SystemSampler(gpu_uuid=_gpu_uuid(self.device)) if ctx.is_main else None
+        self._system: dict[str, float] = {}
+        self._system_at = 0.0
         self.progress = EpochProgress(enabled=None if ctx.is_main else False)
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -179,6 +189,13 @@ class Trainer:
     @property
     def stop_signal(self) -> int | None:
         return self.stop.signum
+
+    def system_use(self) -> dict[str, float]:
+        """This process's CPU, memory and GPU use, sampled at most every SYSTEM_EVERY_S."""
+        now = time.monotonic()
+        if self.system is not None and now - self._system_at >= SYSTEM_EVERY_S:
+            self._system, self._system_at = self.system.sample(), now
+        return self._system
 
     def restore(self) -> None:
         """Continue from last.pt (checked by `read_resume`) when resuming; a fresh run has none."""
@@ -235,8 +252,11 @@ class Trainer:
             epoch_eta = elapsed / step * (steps - step)
             remaining_epochs = self.settings.num_epochs - self.epoch - 1
             running_loss, rate = sum(losses) / len(losses), tokens / max(elapsed, 1e-9)
+            self.steps_log.step(self.epoch * steps + step, self.epoch + step / steps, losses[-1],
+                                self.optimizer.param_groups[0]["lr"], rate, self.system_use)
             self.status.update(step=step, steps_per_epoch=steps, running_loss=running_loss, tokens_per_s=rate,
-                               eta_s=epoch_eta + remaining_epochs * (elapsed / step * steps))
+                               eta_s=epoch_eta + remaining_epochs * (elapsed / step * steps),
+                               system=self.system_use() or None)
             self.progress.advance(step, running_loss, rate)
         elapsed = time.perf_counter() - started
         totals = all_reduce(torch.tensor([sum(losses), sum(cosines), len(losses), tokens], dtype=torch.float64,
@@ -305,6 +325,14 @@ class Trainer:
         if self.ctx.is_main:
             atomic_torch_save(adapter_payload(self.model, epoch=self.epoch), self.run_dir / FINAL)
         return EXIT_DONE
+
+
+def _gpu_uuid(device: torch.device) -> str | None:
+    """The CUDA device's UUID, which NVML finds it by (indices differ under CUDA_VISIBLE_DEVICES)."""
+    if device.type != "cuda":
+        return None
+    uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
+    return str(uuid) if uuid else None
 
 
 def _finite(x: float) -> float | None:

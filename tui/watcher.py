@@ -17,16 +17,15 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from engine.rundir.layout import (CONFIG, DATASETS, EVAL, HISTORY, JOB_LOGS, LOG, META, QUEUE_DB, REFERENCE_METRICS,
-                                  REFERENCE_POSITIONS, STATUS)
+from engine.rundir.layout import (CONFIG, DATASETS, EVAL, HISTORY, LOG, META, NOT_RUNS, QUEUE_DB, REFERENCE_METRICS,
+                                  REFERENCE_POSITIONS, STATUS, STEPS)
 
-RUN_FILES = {CONFIG, HISTORY, STATUS, EVAL, LOG, META, REFERENCE_METRICS, REFERENCE_POSITIONS}
+RUN_FILES = {CONFIG, HISTORY, STATUS, EVAL, LOG, META, STEPS, REFERENCE_METRICS, REFERENCE_POSITIONS}
 # What the handler uses. Without a filter inotify also reports every open and read-only close,
 # so reading 1,000 run directories (3,000+ files) would flood the observer thread.
 EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent,
           DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
 QUEUE_FILES = {QUEUE_DB, f"{QUEUE_DB}-wal"}
-NOT_RUNS = (DATASETS, JOB_LOGS)
 
 
 class RunFilesChanged(Message):
@@ -39,7 +38,7 @@ class RunFilesChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunFilesChanged) and message.run_dir == self.run_dir and (
-            message.name == self.name or {message.name, self.name} <= RUN_FILES - {LOG} | {""})
+            message.name == self.name or {message.name, self.name} <= RUN_FILES - {LOG, STEPS} | {""})
 
 
 class LevelDirChanged(Message):

@@ -44,6 +44,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="GPUs one job spans via torchrun (default 1; needs a worker with --gpus)")
     a.add_argument("--output_dir", default=None, help="same as --runs (the runs directory)")
+    sweep = a.add_argument_group("sweeps", "many jobs from one command, sharing a sweep id (docs: README, Sweeps)")
+    sweep.add_argument("--sweep", action="append", metavar="NAME=VALUES",
+                       help="a setting to vary: NAME=V1,V2,... (a grid of every combination) or NAME=LOW:HIGH "
+                            "(a range for --sweep-random / --sweep-optimize; log-uniform when LOW > 0); repeatable")
+    sweep.add_argument("--sweep-random", type=int, metavar="N",
+                       help="N random points instead of the grid (seeded by --seed)")
+    sweep.add_argument("--sweep-optimize", metavar="METRIC",
+                       help="an Optuna study over the --sweep space minimizing (val_loss, train_loss) or "
+                            "maximizing (val_cos_sim, val_accept_90, ...) METRIC of history.json; trials are "
+                            "queue jobs and poor ones are pruned from their live history (needs optuna)")
+    sweep.add_argument("--trials", type=int, metavar="N", help="trials of --sweep-optimize (default 20)")
+    sweep.add_argument("--parallel", type=int, default=1, metavar="N",
+                       help="trials of --sweep-optimize queued at a time (default 1)")
     a.set_defaults(output_dir=None)
     _common(a)
     a.set_defaults(func=cmd_add)
@@ -173,19 +186,38 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise UserInputError(f"--nproc must be >= 1, got {args.nproc}")
     fields = {name: getattr(args, name) for name in FIELD if name not in ("level", "config", "output_dir")}
-    plan = plan_jobs(list(args.level or []), preset=args.preset, config=args.config, **fields)
-    _deep_check(plan)
+    if not args.sweep:
+        if args.sweep_random or args.sweep_optimize:
+            raise UserInputError("--sweep-random and --sweep-optimize need the space: --sweep NAME=VALUES")
+        plans = [plan_jobs(list(args.level or []), preset=args.preset, config=args.config, **fields)]
+        sweep_id = None
+    elif args.sweep_optimize:
+        return _add_study(args, fields)
+    else:
+        plans, sweep_id = _plan_sweep(args, fields)
+    plan = plans[0]
+    for each in plans:
+        _deep_check(each)
     from adapters.registry import load_registry
 
     registry = load_registry(plan.config)
-    for settings in plan.settings:
+    warned = set()
+    for settings in (s for each in plans for s in each.settings):
         spec = effective_spec(registry, settings)
         ignored = ignored_arch_flags(spec, settings.arch_overrides)
-        if ignored:
+        if ignored and spec.key not in warned:
+            warned.add(spec.key)
             print(f"adapter-engine queue add: warning: {ignored_warning(spec, ignored)}", file=sys.stderr)
+    jobs_to_add = [(level, {**settings, "sweep": sweep_id}) for each in plans for level, settings in each.jobs]
     with _queue(args) as q:
-        ids = q.add_many(plan.jobs, front=args.front, dataset=plan.dataset, nproc=args.nproc, config=plan.config)
+        ids = q.add_many(jobs_to_add, front=args.front, dataset=plan.dataset, nproc=args.nproc, config=plan.config,
+                         sweep=sweep_id)
         jobs = [q.get(i) for i in ids]
+    if sweep_id:
+        from engine.queue.study import write_sweep
+
+        write_sweep(_runs(args).path, sweep_id, {"axes": args.sweep, "random": args.sweep_random,
+                                                 "levels": [s.level for s in plan.settings], "jobs": ids})
     if args.json:
         _print_json([job.as_dict() for job in jobs])
         return 0
@@ -193,7 +225,46 @@ def cmd_add(args: argparse.Namespace) -> int:
         print(f"queued job {job.id}: {job.level} at position {job.position} "
               f"({job.settings.get('num_epochs')} epochs, batch {job.settings.get('batch_size')}, "
               f"lr {job.settings.get('learning_rate')}) on {job.dataset}")
+    if sweep_id:
+        print(f"sweep {sweep_id}: {len(jobs)} jobs (`adapter-engine runs --sweep {sweep_id}` ranks them)")
     print("start a worker with `adapter-engine queue worker` (or --detach) if none is running")
+    return 0
+
+
+def _plan_sweep(args: argparse.Namespace, fields: dict) -> tuple[list, str]:
+    """One plan per point of the grid (or of --sweep-random), everything checked first."""
+    from common.errors import UserInputError
+    from engine.queue.plan import plan_jobs
+    from engine.queue.study import unique_sweep_id
+    from engine.queue.sweep import grid, parse_axes, random_points
+    from engine.settings import FIELD
+
+    axes = parse_axes(args.sweep)
+    given = [a.name for a in axes if fields.get(a.name) not in (None, FIELD[a.name].default)]
+    if given:
+        raise UserInputError(f"--{given[0]} and --sweep {given[0]} both give it; keep one")
+    points = random_points(axes, args.sweep_random, seed=args.seed or 0) if args.sweep_random else grid(axes)
+    plans = [plan_jobs(list(args.level or []), preset=args.preset, config=args.config, **{**fields, **point})
+             for point in points]
+    return plans, unique_sweep_id(_runs(args).path)
+
+
+def _add_study(args: argparse.Namespace, fields: dict) -> int:
+    """--sweep-optimize: an Optuna study in RUNS/sweeps/<id>/ whose trials the worker queues."""
+    from engine.queue.study import create_study
+
+    study = create_study(_runs(args).path, args.sweep, args.sweep_optimize, trials=args.trials or 20,
+                         parallel=args.parallel, levels=list(args.level or []), preset=args.preset,
+                         config=args.config, fields=fields, front=args.front, nproc=args.nproc, check=_deep_check)
+    with _queue(args) as q:
+        opened = study.advance(q)
+        jobs = [q.get(i) for i in opened]
+    if args.json:
+        _print_json([job.as_dict() for job in jobs])
+        return 0
+    print(f"sweep {study.sweep_id}: an Optuna study of {study.trials} trials {study.direction} {study.metric}; "
+          f"queued trial job(s) {', '.join(str(j.id) for j in jobs)}. The queue worker queues the rest and prunes "
+          "poor trials as they train.")
     return 0
 
 

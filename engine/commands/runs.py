@@ -2,6 +2,8 @@
 user's words about a run (label, tags, note), archiving and deleting.
 
     adapter-engine runs [DIR] [--where EXPR] [--state S ...] [--archived] [--json | --md]
+    adapter-engine runs --sweep ID [--metric M]      a sweep's runs, and which settings mattered
+    adapter-engine runs --diff RUN_A RUN_B           how two runs differ (settings, code, data, host)
     adapter-engine runs label RUN TEXT | tag RUN +best -draft | note RUN TEXT
     adapter-engine runs archive RUN... | unarchive RUN... | delete RUN... --yes
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 ACTIONS = ("label", "tag", "note", "archive", "unarchive", "delete")
 REFERENCE_NOTE = ("† the reference's figures, from its acceptance_metrics.json: E acc@γ is its sd_consecutive_gamma5, "
@@ -21,6 +22,7 @@ REFERENCE_NOTE = ("† the reference's figures, from its acceptance_metrics.json
 
 
 def _listing_flags(p: argparse.ArgumentParser) -> None:
+    from engine.rundir.hparams import METRICS
     from engine.rundir.states import STATES
     from engine.rundir.summary import SORT_KEYS
 
@@ -37,6 +39,11 @@ def _listing_flags(p: argparse.ArgumentParser) -> None:
                    help="only runs in these states")
     p.add_argument("--all", action="store_true", help="every state (with --md)")
     p.add_argument("--archived", action="store_true", help="include archived runs")
+    p.add_argument("--sweep", metavar="ID", help="the runs of one sweep, then its settings ranked by effect")
+    p.add_argument("--metric", default="best_val_loss", choices=METRICS, metavar="M",
+                   help=f"the metric --sweep ranks settings by (one of: {', '.join(METRICS)})")
+    p.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"),
+                   help="how two runs differ: settings, lineage (code version, data fingerprint, host)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,16 +96,31 @@ def _list(args: argparse.Namespace, directory: str | None) -> int:
     root = runs.path
     if not root.is_dir():
         raise UserInputError(f"runs directory {runs.describe()} does not exist; train something or pass DIR")
+    if args.diff:
+        return _diff(root, args.diff, args)
     try:
         where = parse_filter(args.where or "")
     except FilterError as exc:
         raise UserInputError(f"--where: {exc}") from None
     states = args.state or (("done",) if args.md and not args.all else None)
     rows = [r for r in load_runs(root) if (args.archived or not r.archived) and where.matches(r)
-            and (states is None or r.state in states)]
+            and (states is None or r.state in states) and (args.sweep is None or r.sweep == args.sweep)]
+    if args.sweep and not rows:
+        raise UserInputError(f"no run of sweep {args.sweep!r} under {root} yet (its jobs may still be queued: "
+                             "`adapter-engine queue ls`)")
     rows = sort_runs(rows, args.sort)
+    effects = None
+    if args.sweep:
+        from engine.rundir.hparams import rank
+
+        effects = rank(rows, args.metric)
     if args.json:
-        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        if effects is not None:
+            from engine.rundir.hparams import as_rows
+
+            print(json.dumps({"runs": [r.as_dict() for r in rows], "settings": as_rows(effects)}, indent=2))
+        else:
+            print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
     if args.md:
         print("| Run | Level | Params | Val Loss | cos_sim | Accept@0.90 | Speedup |")
@@ -109,6 +131,11 @@ def _list(args: argparse.Namespace, directory: str | None) -> int:
             name = r.run + (f" ({r.label})" if r.label else "") + ("" if r.state == "done" else f" [{r.state}]")
             print(f"| {name} | {r.level} | {_params(r.params)} | {_fmt(r.best_val_loss, '.4f')} | "
                   f"{_fmt(r.cos_sim, '.3f')} | {accept} | {speedup} |")
+        if effects is not None:
+            from engine.rundir.hparams import markdown
+
+            print(f"\nWhich settings matter in sweep {args.sweep} ({len(rows)} runs):\n")
+            print(markdown(effects, args.metric))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -128,7 +155,44 @@ def _list(args: argparse.Namespace, directory: str | None) -> int:
                       _fmt(r.cos_sim, ".3f"), _fmt(r.accept_90, ".3f"), _fmt(r.consecutive_90, ".2f"),
                       _fmt(r.expected_tokens, ".2f") + mark, _fmt(r.speedup, ".2f") + mark, _duration(r.duration_s),
                       " ".join(r.tags))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    if effects is not None:
+        ranking = Table(title=f"Which settings matter: {args.metric} (spread of group means)")
+        for name in ("setting", "effect", "best", "rank corr.", "groups (mean, runs)"):
+            ranking.add_column(name, justify="left" if name in ("setting", "best", "groups (mean, runs)") else "right")
+        for e in effects:
+            ranking.add_row(e.name, f"{e.effect:.4g}", e.best, "–" if e.correlation is None else f"{e.correlation:+.2f}",
+                            "; ".join(f"{label}: {mean:.4g} ({n})" for label, mean, n in e.groups))
+        console.print(ranking)
+    return 0
+
+
+def _diff(root, refs: list[str], args: argparse.Namespace) -> int:
+    from common.fileio import ReadError, read_json
+    from common.errors import UserInputError
+    from engine.rundir.diff import config_diff
+    from engine.rundir.layout import CONFIG, find_run
+
+    runs = [find_run(root, ref) for ref in refs]
+    configs = []
+    for run in runs:
+        try:
+            configs.append(read_json(run / CONFIG))
+        except ReadError as exc:
+            raise UserInputError(f"{run.name}: {exc}") from None
+    rows = config_diff(configs)
+    if args.json:
+        print(json.dumps([{"key": key, runs[0].name: a, runs[1].name: b} for key, (a, b) in rows], indent=2,
+                         default=str))
+        return 0
+    if not rows:
+        print(f"{runs[0].name} and {runs[1].name} have the same settings, code and data")
+        return 0
+    width = max(len(key) for key, _ in rows)
+    print(f"{'':{width}}  {runs[0].name}  →  {runs[1].name}")
+    for key, (a, b) in rows:
+        print(f"{key:{width}}  {a}  →  {b}")
     return 0
 
 

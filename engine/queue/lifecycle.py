@@ -5,6 +5,8 @@ The worker's own row (alive, heartbeat) is here too. Torch-free."""
 
 from __future__ import annotations
 
+import json
+
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,9 +32,18 @@ class WorkerStatus:
     gpus: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     pid_start: str | None = None
+    gpu_stats: list[dict] = field(default_factory=list)  # each GPU's use at the last heartbeat (NVML)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _stats(text: str | None) -> list[dict]:
+    try:
+        stats = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return [s for s in stats if isinstance(s, dict)] if isinstance(stats, list) else []
 
 
 class JobQueue(QueueStore):
@@ -210,16 +221,18 @@ class JobQueue(QueueStore):
         with self._tx() as db:
             db.execute("UPDATE jobs SET worker_pid = ? WHERE id = ?", (worker_pid, job_id))
 
-    def heartbeat(self, pid: int, gpus: str | None = None, *, starting: bool = False) -> None:
+    def heartbeat(self, pid: int, gpus: str | None = None, *, starting: bool = False,
+                  gpu_stats: list[dict] | None = None) -> None:
         now = now_iso()
+        stats = json.dumps(gpu_stats) if gpu_stats else None
         with self._tx() as db:
             if starting:
                 db.execute("INSERT OR REPLACE INTO worker (id, pid, pid_start, host, gpus, started_at, heartbeat, "
-                           "stopped_at) VALUES (1, ?, ?, ?, ?, ?, ?, NULL)",
-                           (pid, start_of(pid), self.host, gpus, now, now))
+                           "stopped_at, gpu_stats) VALUES (1, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                           (pid, start_of(pid), self.host, gpus, now, now, stats))
             else:
-                db.execute("UPDATE worker SET heartbeat = ? WHERE id = 1 AND pid = ? AND host = ?",
-                           (now, pid, self.host))
+                db.execute("UPDATE worker SET heartbeat = ?, gpu_stats = ? WHERE id = 1 AND pid = ? AND host = ?",
+                           (now, stats, pid, self.host))
 
     def stop_if_idle(self, pid: int) -> bool:
         """Mark the worker stopped if no job is queued, in one transaction with that check, so
@@ -249,4 +262,4 @@ class JobQueue(QueueStore):
                  and (row["host"] != self.host or is_running(row["pid"], row["pid_start"])))
         return WorkerStatus(alive=alive, pid=row["pid"], host=row["host"], heartbeat=row["heartbeat"],
                             running=running, started_at=row["started_at"], gpus=row["gpus"], counts=counts,
-                            pid_start=row["pid_start"])
+                            pid_start=row["pid_start"], gpu_stats=_stats(row["gpu_stats"]))

@@ -74,6 +74,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN worker_pid_start TEXT;
     ALTER TABLE worker ADD COLUMN pid_start TEXT;
     """,
+    # Sweeps: the jobs of one `queue add --sweep` share an id; the worker reports its GPUs' use.
+    """
+    ALTER TABLE jobs ADD COLUMN sweep TEXT;
+    ALTER TABLE worker ADD COLUMN gpu_stats TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -104,6 +109,7 @@ class Job:
     worker_pid: int | None = None
     config: str | None = None
     pid_start: str | None = None
+    sweep: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -265,7 +271,7 @@ class QueueStore:
             exit_code=row["exit_code"], error=row["error"], nproc=row["nproc"], gpus=row["gpus"],
             resume=bool(row["resume"]), attempts=row["attempts"],
             cancel_requested=row["cancel_requested_at"] is not None, worker_pid=row["worker_pid"],
-            config=row["config"], pid_start=row["pid_start"],
+            config=row["config"], pid_start=row["pid_start"], sweep=row["sweep"],
         )
 
     def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
@@ -312,7 +318,7 @@ class QueueStore:
         return self.add_many([(level, settings)], front=front, dataset=dataset, nproc=nproc, config=config)[0]
 
     def add_many(self, jobs: list[tuple[str, dict]], *, front: bool = False, dataset: str | None = None,
-                 nproc: int = 1, config: str | None = None) -> list[int]:
+                 nproc: int = 1, config: str | None = None, sweep: str | None = None) -> list[int]:
         """Queue several jobs (level, settings) in one transaction, keeping their order; returns
         their ids. The settings are stored as given: `engine.queue.plan` validates them."""
         checked = [(_check_level(level), _check_settings(settings)) for level, settings in jobs]
@@ -330,9 +336,9 @@ class QueueStore:
             created = now_iso()
             for offset, (level, settings) in enumerate(checked):
                 cur = db.execute(
-                    "INSERT INTO jobs (level, dataset, args, state, position, created_at, nproc, config) "
-                    "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
-                    (level, dataset, json.dumps(settings), start + offset, created, nproc, config))
+                    "INSERT INTO jobs (level, dataset, args, state, position, created_at, nproc, config, sweep) "
+                    "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                    (level, dataset, json.dumps(settings), start + offset, created, nproc, config, sweep))
                 ids.append(cur.lastrowid)
         return ids
 

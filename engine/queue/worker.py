@@ -85,6 +85,9 @@ def last_line(path: Path, limit: int = 500) -> str | None:
     return lines[-1][:limit] if lines else None
 
 
+STUDY_EVERY_S = 5.0  # how often optimizing sweeps are brought up to date
+
+
 class WorkerAlreadyRunning(UserInputError):
     pass
 
@@ -199,11 +202,13 @@ class Worker:
                      f"{'GPUs ' + gpus if gpus else 'CPU, one job at a time'}")
             self._recover()
             last_beat = last_recover = time.monotonic()
+            last_study = 0.0
             while True:
                 now = time.monotonic()
                 if now - last_beat >= self.heartbeat_s:
-                    q.heartbeat(self.pid)
+                    q.heartbeat(self.pid, gpu_stats=self._gpu_stats())
                     last_beat = now
+                running = len(self.children)
                 self._poll_children()
                 if self._stop_signal is not None:
                     self._shutdown()
@@ -212,8 +217,12 @@ class Worker:
                 if now - last_recover >= self.recover_every_s:
                     self._recover()
                     last_recover = now
+                if now - last_study >= STUDY_EVERY_S or len(self.children) < running:  # a trial may have ended
+                    self._advance_studies()
+                    last_study = now
                 self._start_jobs()
-                if self.exit_when_idle and not self.children and q.stop_if_idle(self.pid):
+                if self.exit_when_idle and not self.children and self._advance_studies() == [] \
+                        and q.stop_if_idle(self.pid):
                     self.log("queue is empty; worker exits (--exit-when-idle)")
                     break
                 time.sleep(self.poll_interval)
@@ -226,6 +235,22 @@ class Worker:
                 for sig, handler in previous_handlers.items():
                     signal.signal(sig, handler)
         return 0
+
+    def _gpu_stats(self) -> list[dict] | None:
+        """Each of the worker's GPUs' use (NVML), for the app's Queue tab; None without NVML."""
+        from engine.system import gpus_sample
+
+        indices = [int(g) for g in self.gpus or [] if g.isdigit()]
+        return gpus_sample(indices) or None if indices else None
+
+    def _advance_studies(self) -> list[int]:
+        """Optimizing sweeps: report, prune, tell and queue their next trials."""
+        from engine.queue.study import advance_studies
+
+        opened = advance_studies(self.runs_dir, self.queue)
+        if opened:
+            self.log(f"sweep trial job(s) {', '.join(map(str, opened))} queued")
+        return opened
 
     def _recover(self) -> None:
         q = self.queue

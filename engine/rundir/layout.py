@@ -20,16 +20,18 @@ CONFIG, HISTORY, STATUS, LOG = "config.json", "history.json", "status.json", "tr
 BEST, LAST, FINAL, CURVES, EVAL = "best_model.pt", "last.pt", "final_model.pt", "training_curves.png", "eval.json"
 LOCK = ".lock"  # flock-ed by the one process that trains the run
 META = "meta.json"  # the user's label, tags, note and archive flag (never written by the trainer)
+STEPS = "steps.jsonl"  # within-epoch points, appended while training
 # What the reference's evaluation (measure_feature_acceptance.py) writes, read where it lies in a run directory.
 REFERENCE_METRICS, REFERENCE_POSITIONS = "acceptance_metrics.json", "position_stats.json"
 CHECKPOINTS = (BEST, FINAL, LAST)  # a run directory's checkpoint, in order of preference
 # Every file a run directory may hold by this contract: what deleting a run removes, and nothing else.
-RUN_FILES = (CONFIG, HISTORY, STATUS, LOG, BEST, LAST, FINAL, CURVES, EVAL, META, LOCK,
+RUN_FILES = (CONFIG, HISTORY, STATUS, LOG, BEST, LAST, FINAL, CURVES, EVAL, META, STEPS, LOCK,
              REFERENCE_METRICS, REFERENCE_POSITIONS)
 
 # What else a runs directory holds.
 QUEUE_DB, WORKER_LOCK, WORKER_LOG, JOB_LOGS, DATASETS = "queue.db", "worker.lock", "worker.log", "logs", "datasets"
-NOT_RUNS = (DATASETS, JOB_LOGS)
+SWEEPS = "sweeps"  # RUNS/sweeps/<id>/: a sweep's spec and, for an optimizing sweep, its Optuna study
+NOT_RUNS = (DATASETS, JOB_LOGS, SWEEPS)
 
 # The trainer writes its run directory's path into the file this names, as soon as it exists (the queue's worker reads it).
 RUN_DIR_FILE_ENV = "ADAPTER_ENGINE_RUN_DIR_FILE"

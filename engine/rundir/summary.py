@@ -49,6 +49,8 @@ class RunSummary:
     tags: list[str] = field(default_factory=list)
     note: str = ""
     archived: bool = False
+    sweep: str | None = None   # the sweep the run belongs to (config.json)
+    hparams: dict[str, float] = field(default_factory=dict)  # its numeric settings, for sweeps
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +96,8 @@ def summarize(run_dir: Path | str) -> RunSummary:
         training = config.get("training") if isinstance(config.get("training"), dict) else {}
         row.num_epochs = training.get("epochs") if isinstance(training.get("epochs"), int) else None
         row.started = config.get("timestamp") if isinstance(config.get("timestamp"), str) else None
+        row.sweep = config.get("sweep") if isinstance(config.get("sweep"), str) else None
+        row.hparams = hyperparameters(config)
 
     if history:
         val = history.get("val_loss")
@@ -146,6 +150,22 @@ def summarize(run_dir: Path | str) -> RunSummary:
         if status is None and not row.seed_format:
             row.state = "unreadable"
     return row
+
+
+HPARAMS = ("learning_rate", "batch_size", "num_epochs", "early_stopping", "seed", "val_split")
+
+
+def hyperparameters(config: dict) -> dict[str, float]:
+    """A run's numeric settings (and architecture overrides), from config.json's settings or,
+    for the reference's runs, its training table."""
+    settings = config.get("settings") if isinstance(config.get("settings"), dict) else None
+    if settings is None:
+        training = config.get("training") if isinstance(config.get("training"), dict) else {}
+        settings = {"learning_rate": training.get("learning_rate"), "batch_size": training.get("batch_size"),
+                    "num_epochs": training.get("epochs"), "early_stopping": training.get("early_stopping")}
+    arch = settings.get("arch_overrides") if isinstance(settings.get("arch_overrides"), dict) else {}
+    values = {**{k: settings.get(k) for k in HPARAMS}, **arch}
+    return {k: float(v) for k, v in values.items() if _number(v) is not None}
 
 
 def load_runs(root: Path) -> list[RunSummary]:

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui.data import config_diff, flatten
+from engine.rundir.diff import config_diff, flatten
 
 
 def _value(v: Any) -> str:
