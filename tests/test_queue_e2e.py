@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support import wait_for
+from support import ROOT, wait_for
 
 from engine.cli import main
 from engine.queue import JobQueue, ensure_worker
@@ -277,3 +277,37 @@ def test_worker_stop_stops_the_live_worker(runs):
     finally:
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_twelve_job_sweep_runs_from_one_command_and_is_ranked(data, runs):
+    added = engine("queue", "add", "--level", "L1", "--train_data", str(data / "train"), "--val_data",
+                   str(data / "val"), "--runs", str(runs), "--num_epochs", "1", "--sweep", "learning_rate=1e-4,1e-3,1e-2",
+                   "--sweep", "batch_size=32,64", "--sweep", "seed=0,1", "--json")
+    assert added.returncode == 0, added.stderr
+    jobs = json.loads(added.stdout)
+    sweep = jobs[0]["sweep"]
+    assert len(jobs) == 12 and {j["sweep"] for j in jobs} == {sweep}
+    worker = engine("queue", "worker", "--runs", str(runs), "--exit-when-idle", "--poll-interval", "0.2", timeout=900)
+    assert worker.returncode == 0, worker.stderr
+    ranked = engine("runs", str(runs), "--sweep", sweep, "--json")
+    result = json.loads(ranked.stdout)
+    assert len(result["runs"]) == 12 and all(r["state"] == "done" and r["sweep"] == sweep for r in result["runs"])
+    settings = [row["setting"] for row in result["settings"]]
+    assert settings[0] == "learning_rate" and set(settings) == {"learning_rate", "batch_size", "seed"}
+    # the app ranks the same sweep in its settings pane
+    import asyncio
+
+    async def view() -> list[str]:
+        from tui.app import make_app
+
+        app = make_app(runs, ROOT / "adapters.toml")
+        async with app.run_test(size=(160, 48)) as pilot:
+            while app.main.leaderboard.table.row_count < 12:
+                await pilot.pause(0.05)
+            app.main.leaderboard.select_path(result["runs"][0]["path"])
+            await pilot.press("h")
+            while not any(p.effects for p in app.main.runs_pane.query("#hparams-panel")):
+                await pilot.pause(0.05)
+            return [e.name for e in app.main.runs_pane.query_one("#hparams-panel").effects]
+    assert asyncio.run(asyncio.wait_for(view(), 60)) == settings

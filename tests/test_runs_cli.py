@@ -68,7 +68,7 @@ def test_reading_the_queue_never_creates_one_and_says_which_runs_directory(tmp_p
     (project / "sub").mkdir(parents=True)
     (project / "adapters.toml").write_text((ROOT / "adapters.toml").read_text())
     inside = _engine("queue", "status", cwd=project / "sub")
-    assert f"runs: {project / 'runs'} (beside {project / 'adapters.toml'})" in inside.stdout
+    assert f"runs: {project / 'runs'} (beside the project's adapters.toml)" in inside.stdout
 
 
 def test_queue_status_names_running_jobs_not_bare_ids(tmp_path, capsys):

@@ -63,6 +63,10 @@ class Backend:
                 argv.append(f"--{name}")
             elif value is not False and value is not None:
                 argv.append(f"--{name}={value}")  # `=` keeps a value starting with '-' a value
+        for axis in getattr(request, "sweep", []):
+            argv += ["--sweep", axis]
+        if getattr(request, "sweep_random", None):
+            argv += ["--sweep-random", str(request.sweep_random)]
         if request.front:
             argv.append("--front")
         if self.config:

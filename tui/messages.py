@@ -31,6 +31,15 @@ class RunRead(Message):
 
 
 @dataclass
+class StepsRead(Message):
+    """New lines of a run's steps.jsonl, read from `start` up to `offset`."""
+    path: str
+    rows: list[dict]
+    start: int
+    offset: int
+
+
+@dataclass
 class QueueLoaded(Message):
     jobs: list[Any]
     worker: Any

@@ -63,7 +63,7 @@ def resolve_runs_dir(flag: str | os.PathLike | None = None, *, start: str | os.P
         return RunsDir(Path(value).absolute(), f"${RUNS_ENV}")
     project = find_project(start)
     if project is not None:
-        return RunsDir(project / DEFAULT_RUNS, f"beside {project / 'adapters.toml'}")
+        return RunsDir(project / DEFAULT_RUNS, "beside the project's adapters.toml")
     here = Path(start if start is not None else Path.cwd()).absolute()
     return RunsDir(here / DEFAULT_RUNS, "the working directory; no adapters.toml above it")
 

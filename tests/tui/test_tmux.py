@@ -18,6 +18,11 @@ from tui_support import CONFIG, ROOT
 pytestmark = pytest.mark.slow
 
 
+# The app takes its size from the terminal, but COLUMNS/LINES in the environment (pytest's own
+# terminal, passed on by the tmux server) would override it.
+APP_ENV = ("env", "-u", "COLUMNS", "-u", "LINES")
+
+
 def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30).stdout
 
@@ -48,7 +53,7 @@ def test_tmux_queue_l1_quit_and_training_goes_on(tmp_path):
     exe = str(Path(sys.executable).with_name("adapter-tui"))
     session = f"adapter-tui-test-{tmp_path.name}"[-40:].replace(".", "-")
     tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(ROOT),
-         exe, "--runs", str(runs), "--config", str(config))
+         *APP_ENV, exe, "--runs", str(runs), "--config", str(config))
     try:
         wait_screen(session, r"Runs 1.*Launch 2.*Queue 3", 30)
         tmux("send-keys", "-t", session, "2")
@@ -100,11 +105,12 @@ def test_tmux_layout_and_keys(tmp_path, size):
     exe = str(Path(sys.executable).with_name("adapter-tui"))
     session = f"adapter-tui-layout-{size[0]}-{tmp_path.name}"[-40:].replace(".", "-")
     tmux("new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), "-c", str(tmp_path),
-         exe, "--config", str(config))  # no --runs: found beside adapters.toml
+         *APP_ENV, exe, "--config", str(config))  # no --runs: found beside adapters.toml
     try:
         text = wait_screen(session, r"L5F_20261127_121212", 30)
         lines = text.splitlines()
-        assert f"runs {runs}" in lines[0] and (size[0] < 160 or f"(beside {config})" in lines[0])
+        assert f"runs {runs} (beside the project's adapters.toml)" in lines[0] or (
+            size[0] < 160 and f"runs {runs}" in lines[0]), text[:600]
         assert lines[1].split()[:6] == ["Runs", "1", "Launch", "2", "Queue", "3"]
         assert "speedup" in text and "2.07x" in text, text  # the compact columns fit 80
         assert lines[-1].rstrip().endswith("palette")

@@ -133,6 +133,7 @@ class FakeWorkerStatus:
     heartbeat: str | None = None
     running: list = field(default_factory=list)
     gpus: str | None = None
+    gpu_stats: list = field(default_factory=list)
 
 
 class FakeQueue:
@@ -230,9 +231,15 @@ class FakeBackend:
         from adapters.registry import load_registry
 
         self.requests = getattr(self, "requests", []) + [request]
+        from engine.queue.sweep import grid, parse_axes, random_points
+
         registry = load_registry(CONFIG)
         data = {"train_data": str(registry.datasets[request.dataset].train)} if request.dataset else {}
-        jobs = [(level, {**registry.level(level).train, **data, **request.fields}) for level in request.levels]
+        axes = parse_axes(request.sweep)
+        points = (random_points(axes, request.sweep_random) if request.sweep_random else grid(axes)) if axes else [{}]
+        sweep = "sweep_test" if axes else None
+        jobs = [(level, {**registry.level(level).train, **data, **request.fields, **point, "sweep": sweep})
+                for level in request.levels for point in points]
         ids = self.queue.add_many(jobs, front=request.front, dataset=request.dataset)
         self.ensure_worker()
         return ids

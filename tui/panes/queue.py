@@ -16,13 +16,15 @@ from tui.backend import Backend
 from tui.messages import (CancelJob, ClearDone, MoveJob, PaneReady, QueueLoaded, RemoveJob, RetryJob, StartWorker,
                           StopWorker)
 from tui.screens.dialogs import ConfirmScreen
-from tui.widgets.queue import JobsTable, worker_text
+from tui.widgets.queue import JobsTable, gpus_use_text, worker_text
 
 
 class QueuePane(Vertical):
     DEFAULT_CSS = """
     QueuePane { height: 1fr; }
     QueuePane > #worker { height: 1; padding: 0 1; }
+    QueuePane > #gpus-use { height: auto; padding: 0 1; display: none; }
+    QueuePane.-gpus > #gpus-use { display: block; }
     QueuePane > JobsTable { height: 1fr; }
     """
 
@@ -49,6 +51,7 @@ class QueuePane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(worker_text(None), id="worker")
+        yield Static(id="gpus-use")
         table = JobsTable(id="jobs", cursor_type="row", zebra_stripes=True, fixed_columns=2)
         table.tooltip = "x cancel · r retry · R retry+resume · K/J move · d remove · w start · W stop worker"
         yield table
@@ -59,7 +62,13 @@ class QueuePane(Vertical):
 
     def on_mount(self) -> None:
         self.load()
+        self.set_interval(3, self._tick)  # heartbeats and GPU use age while the tab is shown
         self.post_message(PaneReady(self))
+
+    def _tick(self) -> None:
+        tab = self.parent
+        if tab is not None and tab.parent is not None and getattr(tab.parent, "current", None) == tab.id:
+            self.load()
 
     # -- reading -----------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="queue", exit_on_error=False)
@@ -83,6 +92,9 @@ class QueuePane(Vertical):
         else:
             line = worker_text(message.worker, message.jobs)
         self.query_one("#worker", Static).update(line)
+        use = gpus_use_text(message.worker) if message.worker is not None and not message.error else None
+        self.set_class(use is not None, "-gpus")
+        self.query_one("#gpus-use", Static).update(use or "")
         self.table.set_jobs(message.jobs)
 
     # -- keys: requests ----------------------------------------------------------------------

@@ -19,17 +19,20 @@ from textual.worker import get_current_worker
 
 from engine.rundir.delete import delete_run
 from engine.rundir.evaluation import parse_any_eval
-from engine.rundir.layout import CHECKPOINTS, LOG, is_run_dir
+from engine.rundir.hparams import METRICS, rank
+from engine.rundir.layout import CHECKPOINTS, LOG, STEPS, is_run_dir
+from engine.rundir.steps import read_steps
 from engine.rundir.meta import tag_changes, update_meta
 from engine.rundir.run import RunData, read_run
 from engine.rundir.summary import load_runs, summarize
 from tui.backend import Backend
-from tui.messages import CheckpointDescribed, ForkRun, RunRead, RunsLoaded, RunsShown
+from tui.messages import CheckpointDescribed, ForkRun, RunRead, RunsLoaded, RunsShown, StepsRead
 from tui.screens.dialogs import ColumnsScreen, ConfirmScreen, PromptScreen
 from tui.watcher import LevelDirChanged, RunFilesChanged
 from tui.widgets.acceptance import AcceptancePanel, AcceptanceRun
 from tui.widgets.curves import CurvesPanel
 from tui.widgets.details import RunDetails
+from tui.widgets.hparams import HParamsPanel
 from tui.widgets.leaderboard import COLUMNS, Leaderboard
 from tui.widgets.logtail import LogTail
 
@@ -48,11 +51,17 @@ class RunsPane(Vertical):
                 tooltip="Acceptance by position (eval.json) of the selected and marked runs"),
         Binding("a", "accept_threshold", "Threshold", id="accept.threshold", show=False,
                 tooltip="Acceptance plot: next threshold of the runs' eval.json"),
+        Binding("h", "inspect('hparams')", "Settings", id="inspector.hparams", show=False,
+                tooltip="Which settings matter, across the selected run's sweep or the marked runs"),
+        Binding("y", "hparams_metric", "Metric", id="hparams.metric", show=False,
+                tooltip="Which settings matter: rank by the next metric"),
         Binding("g", "log_y", "Log y", id="curves.log_y", show=False, tooltip="Toggle log-scale y"),
         Binding("e", "smoothing", "Smooth", id="curves.smoothing", show=False,
                 tooltip="Smoothing weight: off, 0.6, 0.9"),
         Binding("m", "metric", "Metric", id="curves.metric", show=False, tooltip="Next overlay metric"),
         Binding("v", "view", "Plot", id="curves.view", show=False, tooltip="Next plot (narrow terminals)"),
+        Binding("x", "x_axis", "X axis", id="curves.x_axis", show=False,
+                tooltip="Curves against epochs, steps or wall time (steps.jsonl)"),
         Binding("f", "fork", "Fork", id="runs.fork", tooltip="Launch form filled with this run's settings"),
         Binding("R", "resume", "Resume", id="runs.resume", show=False, tooltip="Resume this run through the queue"),
         Binding("o", "columns", "Columns", id="runs.columns", tooltip="Choose the leaderboard's columns"),
@@ -79,6 +88,8 @@ class RunsPane(Vertical):
         self.accept_tau: str | None = None  # threshold of the acceptance plot; None: each file's primary
         self.checkpoints: dict[tuple[str, int], tuple[dict | None, str | None]] = {}
         self.deleted: set[str] = set()  # deleted here: late file events and reads of them are ignored
+        self.steps: dict[str, tuple[list[dict], int]] = {}  # steps.jsonl rows and read offset, by run
+        self.hparams_metric = METRICS[0]
 
     def compose(self) -> ComposeResult:
         yield Leaderboard(id="leaderboard")
@@ -91,6 +102,8 @@ class RunsPane(Vertical):
                 yield LogTail(id="log-panel")
             with TabPane("Accept p", id="accept"):
                 yield Lazy(AcceptancePanel(id="accept-panel"))
+            with TabPane("Settings h", id="hparams"):
+                yield Lazy(HParamsPanel(id="hparams-panel"))
 
     @property
     def leaderboard(self) -> Leaderboard:
@@ -137,6 +150,10 @@ class RunsPane(Vertical):
             if message.run_dir == self.selected:
                 self.query_one(LogTail).poll()
             return
+        if message.name == STEPS:
+            if message.run_dir == self.selected:
+                self.read_steps(message.run_dir)
+            return
         if message.run_dir in self.deleted or (
                 not is_run_dir(message.run_dir) and message.run_dir not in self.leaderboard.rows):
             return
@@ -146,6 +163,26 @@ class RunsPane(Vertical):
         self.scan(list(self.leaderboard.rows))
 
     # -- results -----------------------------------------------------------------------------
+    def read_steps(self, path: str) -> None:
+        """The lines of steps.jsonl not read yet (all of them the first time)."""
+        _, offset = self.steps.get(path, ([], 0))
+        self.run_worker(lambda: self._read_steps(path, offset), thread=True, exclusive=True,
+                        group=f"steps:{path}", exit_on_error=False)
+
+    def _read_steps(self, path: str, offset: int) -> None:
+        rows, end = read_steps(path, offset)
+        self.post_message(StepsRead(path, rows, offset, end))
+
+    @on(StepsRead)
+    def _steps_read(self, message: StepsRead) -> None:
+        rows, offset = self.steps.get(message.path, ([], 0))
+        if message.start != offset:  # read from a stale offset: read again from where we are
+            return
+        rows = rows + message.rows
+        self.steps[message.path] = (rows, message.offset)
+        if message.path == self.selected:
+            self.curves.show_steps(rows)
+
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:
         known = set(self.states)
@@ -183,6 +220,9 @@ class RunsPane(Vertical):
             self._show_selected()
         if run.path in self.marked or run.path == self.selected:
             self._show_marked()
+        selected = self.leaderboard.rows.get(self.selected or "")
+        if selected is not None and selected.sweep and run.sweep == selected.sweep:
+            self._show_hparams()
 
     def _notify_end(self, data: RunData) -> None:
         run = data.summary
@@ -204,6 +244,7 @@ class RunsPane(Vertical):
             self._show_selected()
             self._show_marked()
             self.read(message.path, full=True)
+            self.read_steps(message.path)
 
     def _show_selected(self) -> None:
         data = self.cache.get(self.selected or "")
@@ -212,7 +253,7 @@ class RunsPane(Vertical):
             self._show_acceptance()
             return
         run = data.summary
-        self.curves.show_run(run.run, data.history, data.status, run.state)
+        self.curves.show_run(run.run, data.history, data.status, run.state, self.steps.get(run.path, ([], 0))[0])
         if len(self.marked) < 2:
             self.query_one(RunDetails).show_run(data)
             self._describe_checkpoint()
@@ -270,6 +311,39 @@ class RunsPane(Vertical):
         if len(self.marked) >= 2 and len(marked) == len(self.marked):
             self.query_one(RunDetails).show_diff([(d.summary.run, d.config) for d in marked])
         self._show_acceptance()
+        self._show_hparams()
+
+    def _show_hparams(self) -> None:
+        """Which settings matter: across the selected run's sweep, else across the marked runs."""
+        panels = [p for p in self.query(HParamsPanel) if p.is_mounted]
+        if not panels:
+            return
+        rows = self.leaderboard.rows
+        selected = rows.get(self.selected or "")
+        if selected is not None and selected.sweep:
+            group = [r for r in rows.values() if r.sweep == selected.sweep]
+            title = f"sweep {selected.sweep}: {len(group)} runs"
+        elif len(self.marked) >= 2:
+            group = [rows[p] for p in self.marked if p in rows]
+            title = f"{len(group)} marked runs"
+        else:
+            for panel in panels:
+                panel.show("", [], self.hparams_metric, "Select a run of a sweep, or mark runs to compare (space).")
+            return
+        scored = [r for r in group if getattr(r, self.hparams_metric) is not None]
+        note = (f"{len(scored)} with {self.hparams_metric} · y: next metric" if scored else
+                f"no run has {self.hparams_metric} yet · y: next metric")
+        for panel in panels:
+            panel.show(title, rank(group, self.hparams_metric), self.hparams_metric, note)
+
+    @on(HParamsPanel.Mounted)
+    def _hparams_mounted(self, message: HParamsPanel.Mounted) -> None:
+        self._show_hparams()
+
+    def action_hparams_metric(self) -> None:
+        self.hparams_metric = METRICS[(METRICS.index(self.hparams_metric) + 1) % len(METRICS)]
+        self.notify(f"settings ranked by {self.hparams_metric}", timeout=2)
+        self._show_hparams()
 
     def _show_acceptance(self) -> None:
         """Acceptance by position: the selected run, then every marked run (from eval.json)."""
@@ -312,6 +386,11 @@ class RunsPane(Vertical):
 
     def action_view(self) -> None:
         self.curves.next_view()
+
+    def action_x_axis(self) -> None:
+        axis = self.curves.cycle_x_axis()
+        self.notify(f"curves against {axis}" + ("" if axis == "epoch" or self.curves.steps else
+                                                 " (this run has no steps.jsonl: epoch ends only)"), timeout=2)
 
     def action_accept_threshold(self) -> None:
         """Step the acceptance plot through the thresholds the shown runs were evaluated at."""

@@ -37,7 +37,7 @@ class MainScreen(Screen):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     DEFAULT_CSS = """
-    MainScreen > #header { height: 1; padding: 0 1; color: $text-muted; }
+    MainScreen > #header { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     BINDINGS = [

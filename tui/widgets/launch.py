@@ -7,7 +7,7 @@ planning (`queue add`), upstream."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
@@ -17,18 +17,21 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.timer import Timer
-from textual.validation import ValidationResult, Validator
+from textual.validation import Integer, ValidationResult, Validator
 from textual.widgets import Button, Checkbox, Collapsible, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from adapters import seed
 from adapters.registry import LevelSpec, Registry
+from common.errors import UserInputError
+from engine.queue.sweep import parse_axis
 from engine.settings import ARCH_FIELDS, FIELD, TRAIN_FIELDS, Field
 from tui.data import fmt_int
 
 CUSTOM = "__path__"
 DEFAULT_HIDDEN = 4096
 RUN_FIELDS = ("seed", "device", "precision")  # one value for every level queued
+SWEEP_FIELDS = ("learning_rate", "batch_size", "num_epochs", "early_stopping", "seed")
 
 
 class FieldCheck(Validator):
@@ -55,6 +58,23 @@ class LaunchRequest:
     fields: dict[str, Any]  # training fields as typed values, train_data/val_data for a typed path
     front: bool
     dataset: str | None     # a named dataset of adapters.toml
+    sweep: list[str] = field(default_factory=list)  # `queue add --sweep` axes, "learning_rate=1e-4,1e-3"
+    sweep_random: int | None = None                 # --sweep-random N
+
+
+class SweepCheck(Validator):
+    """A sweep field: values (1e-4,3e-4) or a range (1e-5:1e-2), checked as `queue add --sweep` does."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            parse_axis(f"{self.name}={value.strip()}")
+        except UserInputError as exc:
+            return self.failure(str(exc).replace("--sweep: ", ""))
+        return self.success()
 
 
 class LaunchForm(VerticalScroll):
@@ -134,6 +154,18 @@ class LaunchForm(VerticalScroll):
             with Horizontal(classes="row"):
                 for name in ARCH_FIELDS:  # placeholders now: these are mounted last, maybe after on_mount
                     yield from self._field(name, placeholder=self._arch_default(first, name), valid_empty=True)
+        with Collapsible(title="sweep: several values a field (a grid), or LOW:HIGH ranges with random points",
+                         id="sweep"):
+            with Horizontal(classes="row"):
+                for name in SWEEP_FIELDS:
+                    with Vertical(classes="field"):
+                        yield Label(FIELD[name].label)
+                        yield Input(placeholder="e.g. 1e-4,1e-3" if FIELD[name].kind is float else "e.g. 32,64",
+                                    id=f"s-{name}", validators=[SweepCheck(name)], valid_empty=True, compact=True)
+                with Vertical(classes="field"):
+                    yield Label("random points")
+                    yield Input(placeholder="grid", id="sweep-random", validators=[Integer(minimum=1)],
+                                valid_empty=True, compact=True)
         yield Checkbox("start from the forked run's best weights (--init_from)", id="init-from", compact=True)
 
     def _field(self, name: str, placeholder: str = "", valid_empty: bool = False):
@@ -341,6 +373,10 @@ class LaunchForm(VerticalScroll):
                 continue
             if value != self._prefill.get(name):
                 fields[name] = FIELD[name].parse(value)
+        for box in [*(self.query_one(f"#s-{n}", Input) for n in SWEEP_FIELDS), self.query_one("#sweep-random", Input)]:
+            result = box.validate(box.value) if box.value.strip() else None
+            if result is not None and not result.is_valid:
+                errors.append(f"sweep {box.id[2:]}: {'; '.join(result.failure_descriptions)}")
         train = self.query_one("#data-path", Input).value.strip()
         val = self.query_one("#val-path", Input).value.strip()
         if not train:
@@ -356,7 +392,19 @@ class LaunchForm(VerticalScroll):
                 fields["val_data"] = val
         if self.forked_from and self.query_one("#init-from", Checkbox).value:
             fields["init_from"] = self.forked_from
-        return LaunchRequest(levels, fields, front, dataset), []
+        sweep, random_n = self._sweep(fields)
+        return LaunchRequest(levels, fields, front, dataset, sweep, random_n), []
+
+    def _sweep(self, fields: dict[str, Any]) -> tuple[list[str], int | None]:
+        """The sweep's axes (a swept field's single value is dropped) and its random points."""
+        axes = []
+        for name in SWEEP_FIELDS:
+            value = self.query_one(f"#s-{name}", Input).value.strip()
+            if value:
+                axes.append(f"{name}={value}")
+                fields.pop(name, None)
+        text = self.query_one("#sweep-random", Input).value.strip()
+        return axes, int(text) if text else None
 
     async def set_registry(self, registry: Registry | None) -> None:
         """adapters.toml changed: rebuild the form from it, keeping the levels picked and the

@@ -39,12 +39,13 @@ COLUMNS = [
     ("expected_tokens", "E[tok]", lambda v: fmt_float(v, 2)),
     ("speedup", "speedup", lambda v: fmt_float(v, 2) + "x" if v is not None else "—"),
     ("tags", "tags", lambda v: " ".join(v)),
+    ("sweep", "sweep", lambda v: v or ""),
 ]
 HEADERS = {key: header for key, header, _ in COLUMNS}
 # What fits 80 columns (with the mark and the table's padding): the default on narrow terminals.
 COMPACT = ("run", "level", "state", "epochs_done", "best_val_loss", "accept_90", "speedup")
 EVAL_KEYS = {"prefix_mean_90", "expected_tokens", "speedup"}  # shown once a run has eval.json
-META_KEYS = {"label", "tags"}                                 # shown once a run has them
+META_KEYS = {"label", "tags", "sweep"}                        # shown once a run has them
 WIDE = 120
 REFERENCE_COLUMNS = {"prefix_mean_90", "expected_tokens", "speedup"}
 BEST_COLUMNS = {"best_val_loss", "cos_sim", "accept_90", "consecutive_90", "prefix_mean_90",
@@ -52,7 +53,7 @@ BEST_COLUMNS = {"best_val_loss", "cos_sim", "accept_90", "consecutive_90", "pref
 STATE_STYLE = {"running": "bold cyan", "done": "green", "failed": "bold red", "diverged": "bold red",
                "cancelled": "yellow", "interrupted": "yellow", "queued": "dim", "unreadable": "bold red"}
 MARK = "●"
-LEFT = {"run", "level", "state", "mark", "label", "tags"}
+LEFT = {"run", "level", "state", "mark", "label", "tags", "sweep"}
 
 
 class Cell:
@@ -101,6 +102,8 @@ class Leaderboard(Vertical):
         Binding("space", "mark", "Mark", id="leaderboard.mark", tooltip="Mark the run (overlay, diff)"),
         Binding("full_stop", "toggle_archived", "Archived", id="leaderboard.archived", show=False,
                 tooltip="Show or hide archived runs"),
+        Binding("G", "toggle_groups", "Group", id="leaderboard.group", show=False,
+                tooltip="Keep each sweep's runs together (on) or sort every run alone"),
         Binding("escape", "clear_filter", "Clear filter", id="leaderboard.clear_filter", show=False),
     ]
 
@@ -122,6 +125,7 @@ class Leaderboard(Vertical):
         self.filter_error: str | None = None
         self._filter = parse_filter("")
         self.show_archived = False
+        self.group_sweeps = True
         self.chosen: list[str] | None = None  # the user's columns; None: compact or all, by width
         self._best: dict[str, object] = {}
         self._columns: list = []
@@ -151,7 +155,8 @@ class Leaderboard(Vertical):
         """Every column the data can fill now (eval and meta columns once a run has them)."""
         rows = self.rows.values()
         has_eval = any(r.speedup is not None or r.prefix_mean_90 is not None for r in rows)
-        has_meta = {"label": any(r.label for r in rows), "tags": any(r.tags for r in rows)}
+        has_meta = {"label": any(r.label for r in rows), "tags": any(r.tags for r in rows),
+                    "sweep": any(r.sweep for r in rows)}
         return [k for k, _, _ in COLUMNS
                 if (k not in EVAL_KEYS or has_eval) and (k not in META_KEYS or has_meta[k])]
 
@@ -230,8 +235,15 @@ class Leaderboard(Vertical):
         return (archived_wanted or not run.archived) and self._filter.matches(run)
 
     def visible(self) -> list[RunSummary]:
+        """The rows shown, sorted; with grouping, a sweep's runs together where its best one ranks."""
         ordered = sort_runs([r for r in self.rows.values() if self._shown(r)], self.sort_key)
-        return ordered[::-1] if self.reverse else ordered
+        ordered = ordered[::-1] if self.reverse else ordered
+        if not self.group_sweeps:
+            return ordered
+        groups: dict[str, list[RunSummary]] = {}
+        for r in ordered:
+            groups.setdefault(r.sweep or r.path, []).append(r)
+        return [r for group in groups.values() for r in group]
 
     def rebuild(self) -> None:
         table = self.table
@@ -368,6 +380,10 @@ class Leaderboard(Vertical):
         box.value = ""
         self.remove_class("-filtering")
         self.table.focus()
+
+    def action_toggle_groups(self) -> None:
+        self.group_sweeps = not self.group_sweeps
+        self.rebuild()
 
     def action_toggle_archived(self) -> None:
         self.show_archived = not self.show_archived

@@ -66,6 +66,24 @@ def worker_text(status: Any, jobs: list[Any] | None = None) -> Text:
     return Text("worker: not running (w starts one; queueing a job starts one)", style="yellow")
 
 
+def gpus_use_text(status: Any) -> Text | None:
+    """Each of the worker's GPUs' use at its last heartbeat (NVML): None when it has none."""
+    stats = _get(status, "gpu_stats") or [] if status is not None else []
+    parts = []
+    for gpu in stats if isinstance(stats, list) else []:
+        if not isinstance(gpu, dict):
+            continue
+        text = f"GPU {gpu.get('index', '?')}"
+        if isinstance(gpu.get("gpu_util"), (int, float)):
+            text += f" {gpu['gpu_util']:.0f}%"
+        if isinstance(gpu.get("gpu_mem_used_mb"), (int, float)) and isinstance(gpu.get("gpu_mem_total_mb"), (int, float)):
+            text += f" {gpu['gpu_mem_used_mb'] / 1024:.1f}/{gpu['gpu_mem_total_mb'] / 1024:.0f} GB"
+        if isinstance(gpu.get("gpu_power_w"), (int, float)):
+            text += f" {gpu['gpu_power_w']:.0f} W"
+        parts.append(text)
+    return Text(" · ".join(parts), style="cyan") if parts else None
+
+
 class JobsTable(DataTable):
     """Every job of the queue, the selected one kept across refreshes."""
 
