@@ -64,3 +64,18 @@ def terminate_group(pgid: int, kill: bool = False) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT, installed from the first instruction of a command: a trainer (or an
+    extraction) stops at its next step, and a signal that comes before it starts still ends it
+    as cancelled."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> dict:
+        return {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum

@@ -33,6 +33,7 @@ from engine.evaluate import EvalOptions, describe, evaluate, record
 from engine.inputs import Inputs, prepare
 from engine.lineage import lineage
 from engine.metrics import MetricAccumulator
+from engine.process import StopFlag
 from engine.rundir.evaluation import write_eval
 from engine.rundir.layout import BEST, CONFIG, CURVES, FINAL, HISTORY, LAST, LOG, RUN_DIR_FILE_ENV, new_run_dir, run_stamp
 from engine.rundir.lock import RunLock
@@ -395,20 +396,6 @@ def use_local_device(inputs: Inputs, ctx: DistContext) -> None:
     if ctx.enabled and inputs.device.type == "cuda":
         inputs.device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(inputs.device)
-
-
-class StopFlag:
-    """Set by SIGTERM/SIGINT, from the first instruction of a run: the trainer stops at its next
-    step, and a signal that comes before it starts still ends the run as cancelled."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def install(self) -> dict:
-        return {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signum = signum
 
 
 def run_training(settings: TrainSettings, resume_dir: Path | None = None, argv: list[str] | None = None,

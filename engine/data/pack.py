@@ -4,7 +4,6 @@ describes it): no padding, tokens concatenated, bf16 by default."""
 from __future__ import annotations
 
 import shutil
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -12,17 +11,9 @@ from typing import Callable
 import torch
 
 from common.errors import UserInputError
-from common.fileio import atomic_writer, make_dirs, shared_tempdir, unwritable_dir, write_json
+from common.fileio import make_dirs, shared_tempdir, unwritable_dir, write_json
 from engine.data.dataset import load_chunk, open_dataset
-from engine.data.packed import DTYPES
-
-
-def _write_raw(tensor: torch.Tensor, path: Path) -> None:
-    with atomic_writer(path) as handle:
-        data = tensor.contiguous().view(torch.uint8).numpy()
-        if sys.byteorder != "little":  # pragma: no cover
-            raise UserInputError("packing needs a little-endian machine")
-        handle.write(data.tobytes())
+from engine.data.packed import DTYPES, packed_index, write_chunk
 
 
 def _check_destination(src: Path, dst: Path, force: bool) -> None:
@@ -60,19 +51,13 @@ def pack(src: Path, dst: Path, dtype: str = "bf16", force: bool = False,
             chunk = load_chunk(ref, dataset.hidden_dim, mmap=True)
             mask = torch.arange(chunk.egpt.shape[1])[None, :] < chunk.seq_lens[:, None]
             name = f"chunk_{i:06d}"
-            _write_raw(chunk.egpt[mask].to(DTYPES[dtype]), staging / "chunks" / f"{name}.egpt.bin")
-            _write_raw(chunk.vl[mask].to(DTYPES[dtype]), staging / "chunks" / f"{name}.vl.bin")
-            _write_raw(chunk.seq_lens.long(), staging / "chunks" / f"{name}.lens.bin")
-            n_tokens = int(chunk.seq_lens.sum())
-            entries.append({"name": name, "n_samples": len(chunk), "n_tokens": n_tokens,
-                            "max_len": int(chunk.seq_lens.max())})
-            total_tokens += n_tokens
+            entries.append(write_chunk(staging, name, chunk.egpt[mask].to(DTYPES[dtype]),
+                                       chunk.vl[mask].to(DTYPES[dtype]), chunk.seq_lens))
+            total_tokens += entries[-1]["n_tokens"]
             progress(f"packed chunk {i + 1}/{len(dataset.chunks)}")
         write_json(staging / "index.json", {
-            "format": "packed", "version": 1, "dtype": str(DTYPES[dtype]).replace("torch.", ""),
-            "hidden_dim": dataset.hidden_dim, "total_samples": dataset.num_samples, "total_tokens": total_tokens,
-            "source": str(src), "chunks": entries, "created": datetime.now().astimezone().isoformat(timespec="seconds"),
-        })
+            **packed_index(DTYPES[dtype], dataset.hidden_dim, dataset.num_samples, total_tokens, entries),
+            "source": str(src), "created": datetime.now().astimezone().isoformat(timespec="seconds")})
         if dst.exists():  # a dataset or an empty directory (checked): set it aside, then drop it
             old = dst.with_name(f".{dst.name}.replaced-{staging.name}")
             dst.replace(old)

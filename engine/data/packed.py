@@ -1,5 +1,5 @@
-"""The compact dataset format (its reader; `engine.data.pack` writes it): no padding, tokens
-concatenated, memory-mappable raw arrays.
+"""The compact dataset format (its reader and its chunk writer; `engine.data.pack` and
+`engine.extract` write it): no padding, tokens concatenated, memory-mappable raw arrays.
 
     DST/index.json                {"format": "packed", "version": 1, "dtype": "bfloat16", "hidden_dim": H,
                                    "total_samples": N, "total_tokens": T, "source": ..., "chunks": [
@@ -14,15 +14,38 @@ granularity so the loaders prefetch them the same way.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
 
 from common.errors import DataError
-from common.fileio import ReadError, read_json
+from common.fileio import ReadError, atomic_writer, read_json
 from engine.data.formats import PACKED_SUFFIXES, Chunk, ChunkRef, Dataset
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _write_raw(tensor: torch.Tensor, path: Path) -> None:
+    if sys.byteorder != "little":  # pragma: no cover
+        raise DataError("the packed format needs a little-endian machine")
+    with atomic_writer(path) as handle:
+        handle.write(tensor.contiguous().view(torch.uint8).numpy().tobytes())
+
+
+def write_chunk(directory: Path, name: str, egpt: torch.Tensor, vl: torch.Tensor, seq_lens: torch.Tensor) -> dict:
+    """One packed chunk (tokens [t, H] of the dtype wanted, lengths [n]) under DIR/chunks/;
+    returns its index entry."""
+    for tensor, suffix in ((egpt, "egpt"), (vl, "vl"), (seq_lens.long(), "lens")):
+        _write_raw(tensor, directory / "chunks" / f"{name}.{suffix}.bin")
+    return {"name": name, "n_samples": len(seq_lens), "n_tokens": int(seq_lens.sum()), "max_len": int(seq_lens.max())}
+
+
+def packed_index(dtype: torch.dtype, hidden_dim: int, total_samples: int, total_tokens: int,
+                 chunks: list[dict]) -> dict:
+    """index.json of a packed dataset (writers add their own keys: source, created, ...)."""
+    return {"format": "packed", "version": 1, "dtype": str(dtype).replace("torch.", ""), "hidden_dim": hidden_dim,
+            "total_samples": total_samples, "total_tokens": total_tokens, "chunks": chunks}
 
 
 def is_packed(path: Path) -> bool:

@@ -16,8 +16,9 @@ class RunLock:
     trainer (a resume of a live run, a queue retry, another host on a shared filesystem where
     flock works) ever writes the same run."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / LOCK
+    def __init__(self, run_dir: Path, name: str = LOCK, doing: str = "trained") -> None:
+        self.path = Path(run_dir) / name
+        self.doing = doing  # what the holder does there, for the refusal
         self.fd: int | None = None
 
     def acquire(self) -> None:
@@ -27,8 +28,8 @@ class RunLock:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            raise UserInputError(f"{self.path.parent} is being trained by {holder}; wait for it to end, or cancel "
-                                 "it first") from None
+            raise UserInputError(f"{self.path.parent} is being {self.doing} by {holder}; wait for it to end, or "
+                                 "cancel it first") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self.fd = fd
