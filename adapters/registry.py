@@ -7,6 +7,7 @@ architecture defaults, training defaults and flags. Any error names the table an
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import sys
@@ -22,6 +23,7 @@ else:  # pragma: no cover
 
 from adapters import seed
 from common.errors import ConfigError
+from common.fileio import atomic_writer
 from common.names import is_safe_name
 from common.project import PROJECT_FILE, find_project
 from adapters.zoo import CLASSES, adapter_class
@@ -230,6 +232,50 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
 
     return Registry(path=path, levels=levels, presets=presets, datasets=datasets,
                     eval=_parse_eval(doc.get("eval", {})))
+
+
+def register_problem(path: str | os.PathLike | None, name: str) -> str | None:
+    """Why `register_dataset(path, name, ...)` would fail now, or None."""
+    if not is_safe_name(name):
+        return f"dataset name {name!r} is not a safe name (letters, digits, '_' and '-')"
+    try:
+        registry = load_registry(path)
+    except ConfigError as exc:
+        return str(exc)
+    if name in registry.datasets:
+        return f"[datasets.{name}] is already in {registry.path}; pick another name"
+    if not os.access(registry.path, os.W_OK) or not os.access(registry.path.parent, os.W_OK):
+        return f"{registry.path} is not writable"
+    return None
+
+
+def register_dataset(path: str | os.PathLike | None, name: str, train: Path, val: Path | None = None) -> Path:
+    """Append [datasets.NAME] to adapters.toml (atomically, the rest of the file as it was).
+    Paths under the file's directory are written relative to it, as the shipped entries are."""
+    problem = register_problem(path, name)
+    if problem:
+        raise ConfigError(problem)
+    config = Path(path) if path is not None else default_config_path()
+    base = config.resolve().parent
+
+    def shown(p: Path) -> str:
+        p = Path(p).resolve()
+        return str(p.relative_to(base)) if p.is_relative_to(base) else str(p)
+
+    lines = [f"[datasets.{name}]", f"train = {_toml_string(shown(train))}"]
+    if val is not None:
+        lines.append(f"val = {_toml_string(shown(val))}")
+    text = config.read_text(encoding="utf-8")
+    text = text + ("" if text.endswith("\n") or not text else "\n") + "\n" + "\n".join(lines) + "\n"
+    tomllib.loads(text)  # what is written parses, whatever the paths hold
+    with atomic_writer(config) as handle:
+        handle.write(text.encode("utf-8"))
+    return config
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's for these characters)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def accepted_arch_keys(class_name: str) -> set[str]:

@@ -12,7 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 UI = ("textual", "plotext", "textual_plotext")
 TORCH_FREE = ("tui", "engine/queue", "engine/rundir", "common")
-TORCH_FREE_MODULES = ("engine.settings", "engine.cli", "adapters", "adapters.registry", "adapters.seed",
+TORCH_FREE_MODULES = ("engine.settings", "engine.cli", "engine.extract.options", "engine.extract.prompts",
+                      "engine.extract.align", "adapters", "adapters.registry", "adapters.seed",
                       "adapters.zoo")
 
 

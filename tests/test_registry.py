@@ -7,6 +7,7 @@ import pytest
 
 from common.errors import ConfigError
 from adapters.registry import build_adapter, load_registry
+from support import ROOT
 
 BASE = '[levels.L1]\nclass = "BottleneckAdapter"\n'
 
@@ -75,3 +76,24 @@ def test_levels_cli_bad_config_is_one_line_exit_2(tmp_path, python):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_register_dataset_appends_one_table_and_keeps_the_rest_of_the_file(tmp_path):
+    from adapters.registry import register_dataset, register_problem
+
+    config = tmp_path / "adapters.toml"
+    original = (ROOT / "adapters.toml").read_text()
+    config.write_text(original)
+    odd = tmp_path / 'data "quoted" \\ dir'
+    register_dataset(config, "mine", tmp_path / "runs" / "datasets" / "mine" / "train", odd / "val")
+    text = config.read_text()
+    assert text.startswith(original)
+    entry = load_registry(config).dataset("mine")
+    assert entry.train == tmp_path / "runs" / "datasets" / "mine" / "train"
+    assert entry.val == odd / "val"
+    assert 'train = "runs/datasets/mine/train"' in text  # under the file's directory: relative, as shipped
+    assert "already in" in register_problem(config, "mine")
+    assert "not a safe name" in register_problem(config, "../x")
+    with pytest.raises(ConfigError, match="already in"):
+        register_dataset(config, "mine", tmp_path, None)
+    assert config.read_text() == text

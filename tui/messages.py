@@ -3,7 +3,7 @@ work is done); requests one pane makes of another, or of the queue, are imperati
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from textual.message import Message
@@ -44,6 +44,7 @@ class QueueLoaded(Message):
     jobs: list[Any]
     worker: Any
     error: str | None = None
+    progress: dict[int, str] = field(default_factory=dict)  # an extraction job's "done/total samples"
 
 
 @dataclass

@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--trials", type=int, metavar="N", help="trials of --sweep-optimize (default 20)")
     sweep.add_argument("--parallel", type=int, default=1, metavar="N",
                        help="trials of --sweep-optimize queued at a time (default 1)")
+    a.add_argument("--extract", nargs=argparse.REMAINDER, metavar="ARGS",
+                   help="queue an extraction instead: everything after --extract is `adapter-engine extract`'s "
+                        "arguments (--drafter, --verifier, --prompts, OUT, ...), checked now; give it last")
     a.set_defaults(output_dir=None)
     _common(a)
     a.set_defaults(func=cmd_add)
@@ -185,6 +188,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         args.runs = args.output_dir
     if args.nproc < 1:
         raise UserInputError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.extract is not None:
+        return _add_extract(args)
     fields = {name: getattr(args, name) for name in FIELD if name not in ("level", "config", "output_dir")}
     if not args.sweep:
         if args.sweep_random or args.sweep_optimize:
@@ -231,6 +236,41 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_extract(args: argparse.Namespace) -> int:
+    """`queue add --extract ...`: one job that runs `adapter-engine extract`, checked as it would be."""
+    from dataclasses import replace
+
+    from adapters.registry import default_config_path
+    from common.errors import UserInputError
+    from engine.commands.extract import parse_options
+    from engine.extract.options import JOB_KIND
+    from engine.extract.run import check
+
+    given = [flag for flag in ("level", "preset", "sweep") if getattr(args, flag)]
+    if given:
+        raise UserInputError(f"--extract queues an extraction, not a training; drop --{given[0]}")
+    options = parse_options(args.extract)
+    if options.register and not options.config:  # the worker may run elsewhere: pin the file to write
+        options = replace(options, config=args.config or str(default_config_path()))
+    options = options.absolute()
+    check(options)
+    with _queue(args) as q:
+        busy = [job.id for job in q.jobs() if job.state in ("queued", "running")
+                and job.settings.get("kind") == JOB_KIND and job.settings.get("options", {}).get("out") == options.out]
+        if busy:
+            raise UserInputError(f"job {busy[0]} already extracts into {options.out}; wait for it or cancel it")
+        (job_id,) = q.add_many([(JOB_KIND, {"kind": JOB_KIND, "options": options.as_dict()})], front=args.front,
+                               dataset=options.out)
+        job = q.get(job_id)
+    if args.json:
+        _print_json([job.as_dict()])
+        return 0
+    print(f"queued job {job.id}: extract {options.drafter} + {options.verifier} into {options.out} at position "
+          f"{job.position}")
+    print("start a worker with `adapter-engine queue worker` (or --detach) if none is running")
+    return 0
+
+
 def _plan_sweep(args: argparse.Namespace, fields: dict) -> tuple[list, str]:
     """One plan per point of the grid (or of --sweep-random), everything checked first."""
     from common.errors import UserInputError
@@ -268,6 +308,16 @@ def _add_study(args: argparse.Namespace, fields: dict) -> int:
     return 0
 
 
+def _epochs_or_progress(job) -> str:
+    """A training job's epochs; an extraction job's samples done (its extract_status.json)."""
+    from engine.extract.options import JOB_KIND, progress_text, read_status
+
+    if job.settings.get("kind") == JOB_KIND:
+        out = (job.settings.get("options") or {}).get("out")
+        return (progress_text(read_status(out)) if isinstance(out, str) and out else "") or "—"
+    return str(job.settings.get("num_epochs", ""))
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     q = _existing_queue(args)
     jobs = []
@@ -291,7 +341,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             dataset = "/".join(Path(dataset).parts[-2:])
         when = job.finished_at or job.started_at or job.created_at
         rows.append((str(job.id), str(job.position or ""), job.state, job.level, _short(dataset, 20),
-                     str(job.settings.get("num_epochs", "")), Path(job.run_dir).name if job.run_dir else "",
+                     _epochs_or_progress(job), Path(job.run_dir).name if job.run_dir else "",
                      (when or "")[11:16], " ".join((job.error or "").split())))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     room = max(20, shutil.get_terminal_size((100, 24)).columns - sum(widths) - 2 * len(widths))

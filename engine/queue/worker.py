@@ -25,14 +25,15 @@ from typing import Callable, TextIO
 
 from common.errors import UserInputError
 from common.fileio import ReadError, open_regular, read_json, write_json
+from engine.extract.options import JOB_KIND, ExtractOptions
 from engine.launch import torchrun_command
 from engine.process import is_running, terminate_group
 from engine.queue.lifecycle import JobQueue
 from engine.queue.plan import settings_of
 from engine.queue.storage import Job
-from engine.rundir.layout import JOB_LOGS, RUN_DIR_FILE_ENV, STATUS, WORKER_LOCK
+from engine.rundir.layout import JOB_LOGS, RUN_DIR_FILE_ENV, WORKER_LOCK
 from engine.rundir.states import EXIT_STATES, FINISHED, STOP_GRACE_S, now_iso
-from engine.rundir.status import close_status
+from engine.rundir.status import close_status, status_path
 
 CPU_SLOT = "cpu"
 
@@ -46,9 +47,13 @@ def settings_file(runs_dir: Path, job_id: int) -> Path:
 
 def trainer_command(job: Job, runs_dir: Path) -> list[str]:
     """argv for `adapter-engine train` with the job's settings (written to `settings_file`, the
-    run filed under this runs directory), or `--resume RUN_DIR` to continue the job's run. A job
-    spanning several GPUs runs under torchrun. Raises UserInputError for settings that do not
-    hold (the job then fails with that line)."""
+    run filed under this runs directory), or `--resume RUN_DIR` to continue the job's run (an
+    extraction job: `adapter-engine extract` with its options). A job spanning several GPUs runs
+    under torchrun. Raises UserInputError for settings that do not hold (the job then fails with
+    that line)."""
+    if job.settings.get("kind") == JOB_KIND:  # an extraction: run again, it resumes by itself
+        options = ExtractOptions.from_dict(job.settings.get("options"))
+        return [sys.executable, "-m", "engine", "extract", *options.as_argv()]
     argv = torchrun_command(job.nproc, ["train"]) if job.nproc > 1 else [sys.executable, "-m", "engine", "train"]
     if job.resume and job.run_dir:
         return argv + ["--resume", job.run_dir]
@@ -382,7 +387,7 @@ class Worker:
         status: dict = {}
         if child.run_dir:
             try:
-                data = read_json(Path(child.run_dir) / STATUS)
+                data = read_json(status_path(child.run_dir))
                 status = data if isinstance(data, dict) else {}
             except ReadError:
                 status = {}

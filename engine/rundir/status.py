@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from common.fileio import ReadError, read_json, write_json
+from engine.extract.options import STATUS as EXTRACT_STATUS
 from engine.process import start_of
 from engine.rundir.layout import STATUS
 from engine.rundir.states import FINISHED, now_iso
@@ -41,12 +42,21 @@ class StatusWriter:
             self._last_write = now
 
 
+def status_path(directory: str | os.PathLike) -> Path:
+    """Where a queue job's process reports: a run's status.json, or the extract_status.json of
+    a dataset an extraction job writes (a dataset has no status.json: no reader mistakes it for
+    a run)."""
+    directory = Path(directory)
+    extract = directory / EXTRACT_STATUS
+    return extract if extract.exists() and not (directory / STATUS).exists() else directory / STATUS
+
+
 def final_state(run_dir: str | os.PathLike | None) -> tuple[str, str | None] | None:
     """(state, error) when the run's status.json says it ended, else None."""
     if not run_dir:
         return None
     try:
-        status = read_json(Path(run_dir) / STATUS)
+        status = read_json(status_path(run_dir))
     except ReadError:
         return None
     if not isinstance(status, dict) or status.get("state") not in FINISHED:
@@ -56,11 +66,12 @@ def final_state(run_dir: str | os.PathLike | None) -> tuple[str, str | None] | N
 
 
 def close_status(run_dir: str | os.PathLike | None, state: str, error: str | None = None) -> bool:
-    """If the run's status.json still says `running` (its trainer died), rewrite it with `state`.
-    Returns whether it was rewritten. Never raises for a missing or broken file."""
+    """If the run's status.json (or extract_status.json) still says `running` (its process died),
+    rewrite it with `state`. Returns whether it was rewritten. Never raises for a missing or
+    broken file."""
     if not run_dir:
         return False
-    path = Path(run_dir) / STATUS
+    path = status_path(run_dir)
     try:
         status = read_json(path)
     except ReadError:

@@ -77,3 +77,22 @@ async def test_gpus_and_nproc_of_each_job(runs, app_factory, backend):
         assert "nproc" in text and "gpus" in text and "0,1" in text
         # the worker line says which of its GPUs are free (3 is held by nothing running)
         assert "gpus 0,1,2,3 (free: 3)" in text
+
+
+async def test_an_extraction_job_shows_its_progress(runs, app_factory, backend, tmp_path):
+    from common.fileio import write_json
+    from engine.extract.options import STATUS
+
+    out = tmp_path / "extracted"
+    out.mkdir()
+    write_json(out / STATUS, {"state": "running", "samples_done": 37, "samples_total": 500, "alignment_rate": 0.81})
+    q = backend.queue
+    q.add_many([("extract", {"kind": "extract", "options": {"out": str(out)}})])
+    q.job_list[0].state, q.job_list[0].position = "running", None
+    app = app_factory()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("3")
+        assert await wait_for(pilot, lambda: "37/500 samples, 81% aligned" in screen_text(app))
+        write_json(out / STATUS, {"state": "running", "samples_done": 480, "samples_total": 500, "alignment_rate": 0.8})
+        app.main.queue_panel.load()
+        assert await wait_for(pilot, lambda: "480/500 samples" in screen_text(app))

@@ -302,3 +302,16 @@ async def test_the_header_says_which_runs_directory(runs, app_factory):
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.pause(0.2)
         assert f"runs {runs}" in screen_text(app).splitlines()[0]
+
+
+async def test_a_dataset_registered_by_extract_appears_in_the_launch_list(runs, app_factory, demo_config, tmp_path):
+    from adapters.registry import register_dataset
+    from textual.widgets import Select
+
+    app = app_factory()
+    async with app.run_test(size=(120, 48)) as pilot:
+        await pilot.press("2")
+        names = lambda: [value for _, value in app.main.launch.query_one("#dataset", Select)._options]  # noqa: E731
+        assert await wait_for(pilot, lambda: "demo" in names())
+        register_dataset(demo_config, "extracted", tmp_path / "x" / "train", tmp_path / "x" / "val")
+        assert await wait_for(pilot, lambda: "extracted" in names(), timeout=8)

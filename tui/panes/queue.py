@@ -16,7 +16,7 @@ from tui.backend import Backend
 from tui.messages import (CancelJob, ClearDone, MoveJob, PaneReady, QueueLoaded, RemoveJob, RetryJob, StartWorker,
                           StopWorker)
 from tui.screens.dialogs import ConfirmScreen
-from tui.widgets.queue import JobsTable, gpus_use_text, worker_text
+from tui.widgets.queue import JobsTable, extraction_progress, gpus_use_text, worker_text
 
 
 class QueuePane(Vertical):
@@ -78,7 +78,8 @@ class QueuePane(Vertical):
             if queue is None:  # nothing queued here yet: no queue.db, and reading does not create one
                 self.post_message(QueueLoaded([], None, None))
                 return
-            self.post_message(QueueLoaded(queue.jobs(), queue.worker_status()))
+            jobs = queue.jobs()
+            self.post_message(QueueLoaded(jobs, queue.worker_status(), progress=extraction_progress(jobs)))
         except Exception as exc:  # the queue db may be locked, broken or not there yet
             self.post_message(QueueLoaded([], None, f"{exc.__class__.__name__}: {exc}"))
 
@@ -95,7 +96,7 @@ class QueuePane(Vertical):
         use = gpus_use_text(message.worker) if message.worker is not None and not message.error else None
         self.set_class(use is not None, "-gpus")
         self.query_one("#gpus-use", Static).update(use or "")
-        self.table.set_jobs(message.jobs)
+        self.table.set_jobs(message.jobs, message.progress)
 
     # -- keys: requests ----------------------------------------------------------------------
     def _post_for_selected(self, make) -> None:

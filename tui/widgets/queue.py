@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from engine.extract.options import JOB_KIND, progress_text, read_status
 from tui.widgets.leaderboard import STATE_STYLE
 
 COLUMNS = ("id", "state", "level", "run", "epochs", "nproc", "gpus", "dataset", "error")
@@ -84,6 +85,18 @@ def gpus_use_text(status: Any) -> Text | None:
     return Text(" · ".join(parts), style="cyan") if parts else None
 
 
+def extraction_progress(jobs: list[Any]) -> dict[int, str]:
+    """{job id: "done/total samples"} of the extraction jobs, from their extract_status.json
+    (file reads: call it off the UI thread)."""
+    progress = {}
+    for job in jobs:
+        settings = _get(job, "settings") or {}
+        out = (settings.get("options") or {}).get("out") if settings.get("kind") == JOB_KIND else None
+        if isinstance(out, str):
+            progress[_get(job, "id")] = progress_text(read_status(out))
+    return progress
+
+
 class JobsTable(DataTable):
     """Every job of the queue, the selected one kept across refreshes."""
 
@@ -98,7 +111,8 @@ class JobsTable(DataTable):
         key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
         return int(key.value)
 
-    def set_jobs(self, jobs: list[Any]) -> None:
+    def set_jobs(self, jobs: list[Any], progress: dict[int, str] | None = None) -> None:
+        """`progress`: what an extraction job has done (its "epochs" cell)."""
         selected = self.selected_id
         self.clear()
         for job in jobs:
@@ -110,9 +124,10 @@ class JobsTable(DataTable):
             dataset = str(_get(job, "dataset") or args.get("train_data", "") or "")
             if "/" in dataset:  # a path: its last two parts say enough (demo/train)
                 dataset = "/".join(dataset.rstrip("/").split("/")[-2:])
+            epochs = (progress or {}).get(_get(job, "id"), str(args.get("num_epochs", "")))
             self.add_row(
                 str(_get(job, "id")), Text(label, style=STATE_STYLE.get(state, "")), str(_get(job, "level")),
-                run.rstrip("/").rsplit("/", 1)[-1], str(args.get("num_epochs", "")), nproc_text(job), gpus_text(job),
+                run.rstrip("/").rsplit("/", 1)[-1], epochs, nproc_text(job), gpus_text(job),
                 dataset, Text(" ".join(str(_get(job, "error") or "").split()), style="red"),
                 key=str(_get(job, "id")))
         if selected is not None and str(selected) in self.rows:

@@ -1,0 +1,130 @@
+"""The extraction's contract, torch-free: its options (the command line, and what a queue job
+stores), the files it writes beside the dataset, and how to read its progress. The command,
+the queue worker and the app import it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from common.errors import UserInputError
+from common.fileio import ReadError, read_json
+from common.names import is_safe_name
+
+MODEL_DTYPES = ("fp32", "bf16", "fp16")
+STORES = ("fp32", "bf16")
+FORMATS = ("chunked", "packed")
+STATE = ".extract-state.json"       # what is done, to resume (removed when the extraction ends)
+STATUS = "extract_status.json"      # progress: state, samples_done/samples_total, alignment rate
+LOCK = ".extract.lock"              # one extraction per OUT
+LM_HEAD = "lm_head.pt"              # the verifier's output projection, {"lm_head_weight": [V, H]}
+SPLITS = ("train", "val")
+JOB_KIND = "extract"                # a queue job's settings: {"kind": "extract", "options": {...}}
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    drafter: str
+    verifier: str
+    prompts: str
+    out: str
+    layer: int = -1
+    max_seq: int = 256
+    samples: int | None = None
+    batch_size: int = 8
+    chunk_size: int = 256
+    dtype: str = "fp32"
+    store: str = "fp32"
+    device: str = "auto"
+    val_split: float = 0.1
+    seed: int = 0
+    format: str = "chunked"
+    trust_remote_code: bool = False
+    register: str | None = None     # name a [datasets] entry of adapters.toml once done
+    config: str | None = None       # that adapters.toml (default: the project's)
+
+    def problem(self) -> str | None:
+        for name, low in (("max_seq", 1), ("batch_size", 1), ("chunk_size", 1)):
+            if getattr(self, name) < low:
+                return f"--{name} must be >= {low}, got {getattr(self, name)}"
+        if self.samples is not None and self.samples < 2:
+            return f"--samples must be >= 2 (one at least for validation), got {self.samples}"
+        if not 0 < self.val_split < 1:
+            return f"--val_split must be between 0 and 1, got {self.val_split}"
+        for name, allowed in (("dtype", MODEL_DTYPES), ("store", STORES), ("format", FORMATS)):
+            if getattr(self, name) not in allowed:
+                return f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+        if self.register is not None and not is_safe_name(self.register):
+            return f"--register {self.register!r} is not a safe dataset name (letters, digits, '_' and '-')"
+        return None
+
+    def what(self, prompts_sha: str) -> dict[str, Any]:
+        """What decides the data (not the device or batch size): a resume must match it."""
+        keep = ("drafter", "verifier", "layer", "max_seq", "samples", "chunk_size", "dtype", "store", "val_split",
+                "seed", "format")
+        return {**{k: getattr(self, k) for k in keep}, "prompts": str(Path(self.prompts).resolve()),
+                "prompts_sha256": prompts_sha}
+
+    def absolute(self) -> "ExtractOptions":
+        """Paths made absolute (a queue worker may run elsewhere); hub model names kept."""
+        def local(name: str) -> str:
+            return str(Path(name).expanduser().resolve()) if Path(name).expanduser().exists() else name
+        return ExtractOptions(**{**asdict(self), "drafter": local(self.drafter), "verifier": local(self.verifier),
+                                 "prompts": str(Path(self.prompts).expanduser().resolve()),
+                                 "out": str(Path(self.out).expanduser().resolve()),
+                                 "config": str(Path(self.config).resolve()) if self.config else None})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ExtractOptions":
+        """A queue job's stored options; UserInputError for anything else."""
+        known = {f.name for f in fields(cls)}
+        try:
+            options = cls(**{k: v for k, v in data.items() if k in known})
+        except (AttributeError, TypeError):
+            options = None
+        if options is None or not all(isinstance(getattr(options, k), str)
+                                      for k in ("drafter", "verifier", "prompts", "out")):
+            raise UserInputError("the job's extraction options are incomplete; queue it again with `queue add "
+                                 "--extract`")
+        return options
+
+    def as_argv(self) -> list[str]:
+        """`adapter-engine extract` arguments that give these options back."""
+        argv = ["--drafter", self.drafter, "--verifier", self.verifier, "--prompts", self.prompts]
+        defaults = ExtractOptions("", "", "", "")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("drafter", "verifier", "prompts", "out") or value == getattr(defaults, f.name):
+                continue
+            if isinstance(value, bool):
+                argv.append(f"--{f.name}")
+            else:
+                argv += [f"--{f.name}", str(value)]
+        return argv + ["--", self.out]
+
+
+def read_status(out: str | Path) -> dict[str, Any] | None:
+    """OUT's extract_status.json, or None when it is missing or garbage."""
+    try:
+        status = read_json(Path(out) / STATUS)
+    except ReadError:
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def progress_text(status: dict[str, Any] | None) -> str:
+    """"120/500 samples" (and the alignment rate once known)."""
+    if not status:
+        return ""
+    done, total = status.get("samples_done"), status.get("samples_total")
+    if not isinstance(done, int) or not isinstance(total, int):
+        return ""
+    text = f"{done}/{total} samples"
+    rate = status.get("alignment_rate")
+    if isinstance(rate, (int, float)) and rate < 1:
+        text += f", {rate:.0%} aligned"
+    return text
