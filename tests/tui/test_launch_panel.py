@@ -91,6 +91,7 @@ async def test_first_run_offers_demo_in_one_keystroke(tmp_path, runs, backend):
 
     config = tmp_path / "adapters.toml"
     shutil.copy(CONFIG, config)  # demo dataset resolves under tmp_path/runs/datasets: missing
+    backend.require_existing = True  # so inspecting it fails, as for real (a pass would end the offer)
     app = make_app(runs, config, backend=backend)
     async with app.run_test(size=(80, 24)) as pilot:
         assert await wait_for(pilot, lambda: app.main.launch.form.has_class("-first-run"))

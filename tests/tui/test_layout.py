@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from tui_support import make_run, make_seed_run, screen_text, wait_for
 
 
@@ -74,9 +75,13 @@ def test_every_binding_has_an_id():
 
 
 async def test_command_palette_has_main_actions(runs, app_factory):
+    from tui.panes.launch import LaunchPane
+    from tui.panes.queue import QueuePane
+
     app = app_factory()
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.2)
+        # the lazily mounted tabs in place (a Select still mounting at teardown trips Textual)
+        assert await wait_for(pilot, lambda: {LaunchPane, QueuePane} <= app.main._ready)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for title in ("Start now", "Add to queue", "Queue preset", "Create demo dataset and train L1",
                       "Toggle log-scale y", "Keys"):
@@ -104,3 +109,30 @@ def test_docs_tui_md_lists_every_key_of_the_app():
     doc_keys = {m.group(2): re.findall(r"`([^`]+)`", m.group(1))
                 for m in re.finditer(r"^\| \w+ \| (.+?) \| .+ \| `([\w.]+)` \|$", doc, re.MULTILINE)}
     assert doc_keys == app_keys
+
+
+async def test_a_launch_select_torn_down_while_mounting_does_not_crash_the_app():
+    """Quitting while the lazily mounted Launch tab mounts: teardown takes a Select's parts before
+    its mount handler looks for them."""
+    from textual.app import App
+    from textual.css.query import NoMatches
+    from textual.widgets import Select
+    from textual.widgets._select import SelectOverlay
+
+    from tui.widgets.launch import LaunchSelect
+
+    class Host(App):
+        def compose(self):
+            yield Select([("a", "a")], allow_blank=False, id="plain")
+            yield LaunchSelect([("a", "a")], allow_blank=False, id="ours")
+
+    app = Host()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        plain, ours = app.query_one("#plain", Select), app.query_one("#ours", LaunchSelect)
+        for select in (plain, ours):
+            await select.query_one(SelectOverlay).remove()
+            await select.remove()  # as teardown does: children first, then the widget
+        with pytest.raises(NoMatches):
+            plain._setup_options_renderables()  # what Select's mount handler does first
+        ours._setup_options_renderables()  # no error once it is detached

@@ -34,7 +34,7 @@ async def test_launch_validates_again_when_the_demo_data_appears(tmp_path, runs,
             (runs / "datasets" / "demo" / part).mkdir(parents=True)
         assert await wait_for(pilot, lambda: form.dataset_ok is True, timeout=8)
         assert not form.has_class("-first-run")
-        assert "No dataset found" not in screen_text(app)
+        assert await wait_for(pilot, lambda: "No dataset found" not in screen_text(app))  # once repainted
         await pilot.press("ctrl+o")
         assert await wait_for(pilot, lambda: backend.queue.job_list)
         assert backend.queue.job_list[0].dataset == "demo"
@@ -304,14 +304,38 @@ async def test_the_header_says_which_runs_directory(runs, app_factory):
         assert f"runs {runs}" in screen_text(app).splitlines()[0]
 
 
-async def test_a_dataset_registered_by_extract_appears_in_the_launch_list(runs, app_factory, demo_config, tmp_path):
-    from adapters.registry import register_dataset
+async def test_a_dataset_registered_by_extract_appears_in_the_launch_list(runs, backend, tmp_path):
     from textual.widgets import Select
 
-    app = app_factory()
+    from adapters.registry import register_dataset
+    from support import make_synth
+    from tui.app import make_app
+
+    config = tmp_path / "adapters.toml"
+    config.write_text(CONFIG.read_text())  # its demo dataset does not exist here: the first-run offer
+    backend.require_existing = True  # inspecting the missing demo dataset fails, as it does for real
+    app = make_app(runs, config, backend=backend)
     async with app.run_test(size=(120, 48)) as pilot:
-        await pilot.press("2")
+        assert await wait_for(pilot, lambda: app.main.launch.form.has_class("-first-run"))
         names = lambda: [value for _, value in app.main.launch.query_one("#dataset", Select)._options]  # noqa: E731
-        assert await wait_for(pilot, lambda: "demo" in names())
-        register_dataset(demo_config, "extracted", tmp_path / "x" / "train", tmp_path / "x" / "val")
+        assert "extracted" not in names()
+        make_synth(tmp_path / "x", samples=8, val_samples=4, hidden_dim=32, chunk_size=8)
+        register_dataset(config, "extracted", tmp_path / "x" / "train", tmp_path / "x" / "val")
         assert await wait_for(pilot, lambda: "extracted" in names(), timeout=8)
+        assert await wait_for(pilot, lambda: not app.main.launch.form.has_class("-first-run"))
+        # the form now offers the dataset that exists, not the missing demo
+        form = app.main.launch.form
+        assert await wait_for(pilot, lambda: form.query_one("#dataset", Select).value == "extracted")
+        assert form.query_one("#data-path", Input).value == str(tmp_path / "x" / "train")
+        register_dataset(config, "another", tmp_path / "x" / "train")
+        assert await wait_for(pilot, lambda: "another" in names(), timeout=8)
+
+        def pick(name):  # the rebuilt Select takes a value once its own parts are mounted
+            form.query_one("#dataset", Select).value = name
+            return True
+
+        assert await wait_for(pilot, lambda: pick("another"))  # the user's pick survives the next reload
+        register_dataset(config, "third", tmp_path / "x" / "train")
+        assert await wait_for(pilot, lambda: "third" in names(), timeout=8)
+        await pilot.pause(0.3)
+        assert form.query_one("#dataset", Select).value == "another"

@@ -17,7 +17,7 @@ from textual.worker import get_current_worker
 from adapters.registry import Registry
 from tui.backend import Backend
 from tui.messages import DatasetInspected, JobsSubmitted, LevelsCounted, PaneReady, SynthProgressed
-from tui.widgets.launch import LaunchForm, LaunchRequest
+from tui.widgets.launch import LaunchForm, LaunchRequest, LaunchSelect
 
 DEMO_EPOCHS = 10
 
@@ -45,8 +45,8 @@ class LaunchPane(Vertical):
             yield Button("Start now ^s", id="start", variant="success", compact=True)
             yield Button("Add to queue ^o", id="enqueue", variant="primary", compact=True)
             presets = list(self.registry.presets) if self.registry else []
-            yield Select([(p, p) for p in presets], prompt="preset", id="preset", allow_blank=not presets,
-                         compact=True, **({"value": presets[0]} if presets else {}))
+            yield LaunchSelect([(p, p) for p in presets], prompt="preset", id="preset", allow_blank=not presets,
+                               compact=True, **({"value": presets[0]} if presets else {}))
             yield Button("Queue preset ^l", id="queue-preset", compact=True)
 
     @property

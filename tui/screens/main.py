@@ -169,6 +169,8 @@ class MainScreen(Screen):
         self.registry = message.registry
         if LaunchPane in self._ready:
             await self.launch.set_registry(message.registry)
+            if any(Path(d.train).exists() for d in message.registry.datasets.values()):
+                self.launch.set_first_run(False)  # a dataset now exists (registered by extract, say)
         else:
             self.with_pane(LaunchPane, lambda pane: self.call_later(pane.set_registry, message.registry))
         self.notify("adapters.toml reloaded" + (f": new level(s) {', '.join(added)}" if added else ""), timeout=4)

@@ -8,6 +8,7 @@ planning (`queue add`), upstream."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -77,6 +78,19 @@ class SweepCheck(Validator):
         return self.success()
 
 
+class LaunchSelect(Select):
+    """A Select that tolerates the app quitting while it mounts: the Launch tab is mounted late
+    (lazily), and teardown can remove a Select's parts before its mount handler looks for them."""
+
+    def _setup_options_renderables(self) -> None:
+        try:
+            super()._setup_options_renderables()
+        except NoMatches:
+            torn_down = self._closing or getattr(self, "_pruning", False) or not self.is_attached
+            if not torn_down and self.app.is_running:
+                raise
+
+
 class LaunchForm(VerticalScroll):
     """The form. It validates what it can itself (each field as its flag is checked); what
     needs the engine (inspecting a dataset, counting parameters) it asks upward with messages.
@@ -122,6 +136,13 @@ class LaunchForm(VerticalScroll):
         self._inspect_timer: Timer | None = None
         self.dataset_ok: bool | None = None
         self.forked_from: str | None = None  # the run directory a fork came from
+        self._picked_dataset: str | None = None  # the named dataset picked before adapters.toml changed
+        self._recomposing = False
+
+    def _settled(self) -> bool:
+        """False while the form is rebuilt (adapters.toml changed) or the app quits: its fields
+        may be gone, and what a handler would update is about to be replaced."""
+        return self.app.is_running and not self._recomposing
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -145,7 +166,10 @@ class LaunchForm(VerticalScroll):
         with Horizontal(classes="row"):
             names = list(self.registry.datasets) if self.registry else []
             options = [(n, n) for n in names] + [("path…", CUSTOM)]
-            yield Select(options, value=options[0][1], allow_blank=False, id="dataset", compact=True)
+            # the user's pick while it has data, else the first that has: an extracted one before a missing demo
+            present = [n for n in names if Path(self.registry.datasets[n].train).exists()]
+            initial = self._picked_dataset if self._picked_dataset in present else (present or [options[0][1]])[0]
+            yield LaunchSelect(options, value=initial, allow_blank=False, id="dataset", compact=True)
             yield Input(placeholder="train data: chunk directory or .pt", id="data-path", compact=True)
             yield Input(placeholder="val data (optional)", id="val-path", compact=True)
         yield Static(id="data-info")
@@ -224,11 +248,15 @@ class LaunchForm(VerticalScroll):
     @on(SelectionList.SelectionHighlighted, "#levels")
     def _level_highlighted(self, event: SelectionList.SelectionHighlighted) -> None:
         event.stop()
+        if not self._settled():
+            return
         self._show_level_info(event.selection.value)
 
     @on(SelectionList.SelectedChanged, "#levels")
     def _levels_changed(self, event: SelectionList.SelectedChanged) -> None:
         event.stop()
+        if not self._settled():
+            return
         selected = self.selected_levels()
         if selected:
             self._fill_defaults(selected[0])
@@ -254,6 +282,8 @@ class LaunchForm(VerticalScroll):
     @on(Select.Changed, "#dataset")
     def _dataset_changed(self, event: Select.Changed) -> None:
         event.stop()
+        if not self._settled():
+            return
         self._dataset_selected(event.value)
 
     def _dataset_selected(self, value: Any) -> None:
@@ -266,6 +296,8 @@ class LaunchForm(VerticalScroll):
     @on(Input.Changed, "#data-path")
     def _path_typed(self, event: Input.Changed) -> None:
         event.stop()
+        if not self._settled():
+            return
         named = self._named_dataset()
         if named and str(self.registry.datasets[named].train) != event.value:
             self.query_one("#dataset", Select).value = CUSTOM
@@ -286,6 +318,8 @@ class LaunchForm(VerticalScroll):
 
     def _request_inspect(self) -> None:
         self._inspect_timer = None
+        if not self._settled():
+            return  # a rebuilt form schedules its own inspection
         path = self.query_one("#data-path", Input).value.strip()
         if not path:
             self.show_dataset(None, "type a dataset path or pick a named dataset")
@@ -295,6 +329,8 @@ class LaunchForm(VerticalScroll):
 
     def show_dataset(self, info: dict | None, error: str | None = None) -> None:
         """The inspect result (or its one-line error) for the current path."""
+        if not self._settled():
+            return
         box = self.query_one("#data-info", Static)
         if error or not info:
             self.dataset_ok = False
@@ -410,9 +446,21 @@ class LaunchForm(VerticalScroll):
         """adapters.toml changed: rebuild the form from it, keeping the levels picked and the
         values typed (a level that is gone is dropped)."""
         typed = {box.id: box.value for box in self.query(Input) if box.value}
+        named = self._named_dataset()
+        if named is not None:  # the paths came from a named dataset: it decides them again
+            typed.pop("data-path", None)
+            typed.pop("val-path", None)
         selected = self.selected_levels()
         self.registry, self._prefill, self.params = registry, {}, {}
-        await self.recompose()
+        self._picked_dataset = named
+        if self._inspect_timer is not None:
+            self._inspect_timer.stop()
+            self._inspect_timer = None
+        self._recomposing = True
+        try:
+            await self.recompose()
+        finally:
+            self._recomposing = False
         self.on_mount()
         keep = [k for k in selected if registry and k in registry.levels]
         if keep:
