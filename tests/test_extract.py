@@ -365,12 +365,13 @@ def test_an_extraction_runs_as_a_queue_job_with_progress(tmp_path, tiny_models):
     runs = tmp_path / "runs"
     spec = ["--drafter", tiny_models["llama"], "--verifier", tiny_models["gpt2"], "--prompts", prompts,
             "--device", "cpu", tmp_path / "data"]
+    bad = run_cli("queue", "add", "--runs", runs, "--extract", *spec[:-1], "--layer", "9", tmp_path / "other")
+    assert bad.returncode == 2 and "--layer 9" in bad.stderr
+    assert not (runs / "queue.db").exists() and not (tmp_path / "other").exists()  # refused: nothing written
     added = run_cli("queue", "add", "--runs", runs, "--extract", *spec)
     assert added.returncode == 0, added.stderr
     twice = run_cli("queue", "add", "--runs", runs, "--extract", *spec)
     assert twice.returncode == 2 and "already extracts into" in twice.stderr
-    bad = run_cli("queue", "add", "--runs", runs, "--extract", *spec[:-1], "--layer", "9", tmp_path / "other")
-    assert bad.returncode == 2 and "--layer 9" in bad.stderr
 
     worker = run_cli("queue", "worker", "--runs", runs, "--exit-when-idle", timeout=300)
     assert worker.returncode == 0, worker.stderr

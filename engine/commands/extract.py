@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any, Callable
 
 from engine.extract.options import FORMATS, MODEL_DTYPES, STORES, ExtractOptions
 
@@ -106,4 +108,39 @@ def run(args: argparse.Namespace) -> int:
     if registered:
         print(f"registered [datasets.{plan.options.register}] in {registered}: `adapter-engine train --dataset "
               f"{plan.options.register}` trains on it")
+    return 0
+
+
+def add_to_queue(args: argparse.Namespace, open_queue: Callable[[], Any]) -> int:
+    """`queue add --extract ...`: one job that runs `adapter-engine extract`, checked as it would
+    be before the queue is opened (a refused job writes nothing)."""
+    from dataclasses import replace
+
+    from adapters.registry import default_config_path
+    from common.errors import UserInputError
+    from engine.extract.options import JOB_KIND
+    from engine.extract.run import check
+
+    given = [flag for flag in ("level", "preset", "sweep") if getattr(args, flag)]
+    if given:
+        raise UserInputError(f"--extract queues an extraction, not a training; drop --{given[0]}")
+    options = parse_options(args.extract)
+    if options.register and not options.config:  # the worker may run elsewhere: pin the file to write
+        options = replace(options, config=args.config or str(default_config_path()))
+    options = options.absolute()
+    check(options)
+    with open_queue() as q:
+        busy = [job.id for job in q.jobs() if job.state in ("queued", "running")
+                and job.settings.get("kind") == JOB_KIND and job.settings.get("options", {}).get("out") == options.out]
+        if busy:
+            raise UserInputError(f"job {busy[0]} already extracts into {options.out}; wait for it or cancel it")
+        (job_id,) = q.add_many([(JOB_KIND, {"kind": JOB_KIND, "options": options.as_dict()})], front=args.front,
+                               dataset=options.out)
+        job = q.get(job_id)
+    if args.json:
+        print(json.dumps([job.as_dict()], indent=2, default=str))
+        return 0
+    print(f"queued job {job.id}: extract {options.drafter} + {options.verifier} into {options.out} at position "
+          f"{job.position}")
+    print("start a worker with `adapter-engine queue worker` (or --detach) if none is running")
     return 0

@@ -189,7 +189,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise UserInputError(f"--nproc must be >= 1, got {args.nproc}")
     if args.extract is not None:
-        return _add_extract(args)
+        from engine.commands.extract import add_to_queue
+
+        return add_to_queue(args, lambda: _queue(args))
     fields = {name: getattr(args, name) for name in FIELD if name not in ("level", "config", "output_dir")}
     if not args.sweep:
         if args.sweep_random or args.sweep_optimize:
@@ -232,41 +234,6 @@ def cmd_add(args: argparse.Namespace) -> int:
               f"lr {job.settings.get('learning_rate')}) on {job.dataset}")
     if sweep_id:
         print(f"sweep {sweep_id}: {len(jobs)} jobs (`adapter-engine runs --sweep {sweep_id}` ranks them)")
-    print("start a worker with `adapter-engine queue worker` (or --detach) if none is running")
-    return 0
-
-
-def _add_extract(args: argparse.Namespace) -> int:
-    """`queue add --extract ...`: one job that runs `adapter-engine extract`, checked as it would be."""
-    from dataclasses import replace
-
-    from adapters.registry import default_config_path
-    from common.errors import UserInputError
-    from engine.commands.extract import parse_options
-    from engine.extract.options import JOB_KIND
-    from engine.extract.run import check
-
-    given = [flag for flag in ("level", "preset", "sweep") if getattr(args, flag)]
-    if given:
-        raise UserInputError(f"--extract queues an extraction, not a training; drop --{given[0]}")
-    options = parse_options(args.extract)
-    if options.register and not options.config:  # the worker may run elsewhere: pin the file to write
-        options = replace(options, config=args.config or str(default_config_path()))
-    options = options.absolute()
-    check(options)
-    with _queue(args) as q:
-        busy = [job.id for job in q.jobs() if job.state in ("queued", "running")
-                and job.settings.get("kind") == JOB_KIND and job.settings.get("options", {}).get("out") == options.out]
-        if busy:
-            raise UserInputError(f"job {busy[0]} already extracts into {options.out}; wait for it or cancel it")
-        (job_id,) = q.add_many([(JOB_KIND, {"kind": JOB_KIND, "options": options.as_dict()})], front=args.front,
-                               dataset=options.out)
-        job = q.get(job_id)
-    if args.json:
-        _print_json([job.as_dict()])
-        return 0
-    print(f"queued job {job.id}: extract {options.drafter} + {options.verifier} into {options.out} at position "
-          f"{job.position}")
     print("start a worker with `adapter-engine queue worker` (or --detach) if none is running")
     return 0
 

@@ -336,6 +336,6 @@ async def test_a_dataset_registered_by_extract_appears_in_the_launch_list(runs, 
 
         assert await wait_for(pilot, lambda: pick("another"))  # the user's pick survives the next reload
         register_dataset(config, "third", tmp_path / "x" / "train")
-        assert await wait_for(pilot, lambda: "third" in names(), timeout=8)
-        await pilot.pause(0.3)
-        assert form.query_one("#dataset", Select).value == "another"
+        assert await wait_for(pilot, lambda: "third" in names(), timeout=8)  # the form is rebuilt
+        assert await wait_for(pilot, lambda: form.query_one("#dataset", Select).value == "another")
+        assert form.query_one("#data-path", Input).value == str(tmp_path / "x" / "train")
