@@ -252,6 +252,32 @@ def test_an_interrupted_extraction_resumes_from_its_last_complete_chunk(tmp_path
             assert torch.equal(d, d_ref) and torch.equal(v, v_ref)
 
 
+def test_an_extraction_killed_while_writing_its_index_files_still_finishes(tmp_path, tiny_models, monkeypatch):
+    from engine.extract import output
+
+    options = _options(tmp_path, tiny_models["llama"], tiny_models["gpt2"])
+    finish = output.SplitWriter.finish
+    calls = []
+
+    def die_after_the_first_index(self, extraction):
+        if calls:
+            raise KeyboardInterrupt  # between train/index.json and val/index.json
+        calls.append(self.dir.name)
+        finish(self, extraction)
+
+    monkeypatch.setattr(output.SplitWriter, "finish", die_after_the_first_index)
+    with pytest.raises(KeyboardInterrupt):
+        extract(check(options))
+    monkeypatch.setattr(output.SplitWriter, "finish", finish)
+    assert (Path(options.out) / "train" / "index.json").exists() and (Path(options.out) / STATE).exists()
+    plan = check(options)
+    assert plan.resumed
+    extract(plan)
+    assert open_dataset(Path(options.out) / "val").num_samples > 0 and not (Path(options.out) / STATE).exists()
+    with pytest.raises(UserInputError, match="already holds an extracted dataset"):
+        check(options)
+
+
 @pytest.mark.slow
 def test_a_stopped_or_killed_extraction_command_resumes_when_run_again(tmp_path, tiny_models):
     prompts = _prompts(tmp_path / "p.jsonl", [f"{t} {i}" for i, t in enumerate(CORPUS * 8)])

@@ -110,17 +110,18 @@ def _resume_state(out: Path, what: dict[str, Any]) -> tuple[dict[str, Any], bool
     fresh = {"what": what, **{split: empty_split_state() for split in SPLITS}}
     if not out.exists() or all(entry.name == LOCK for entry in out.iterdir()):
         return fresh, False
-    if any((out / split / "index.json").exists() for split in SPLITS):
-        raise UserInputError(f"{out} already holds an extracted dataset; give another OUT")
     try:
         saved = read_json(out / STATE)
     except ReadError:
-        raise UserInputError(f"{out} is not empty and holds no unfinished extraction; give a new or empty "
-                             "OUT") from None
-    if not isinstance(saved, dict) or saved.get("what") != what:
-        raise UserInputError(f"{out} holds an unfinished extraction with other settings or prompts; run it with "
-                             "those to resume, or give another OUT")
-    return saved, True
+        saved = None
+    if isinstance(saved, dict) and saved.get("what") == what:
+        return saved, True  # unfinished (even if killed while writing the index files at the end)
+    if any((out / split / "index.json").exists() for split in SPLITS):
+        raise UserInputError(f"{out} already holds an extracted dataset; give another OUT")
+    if saved is None:
+        raise UserInputError(f"{out} is not empty and holds no unfinished extraction; give a new or empty OUT")
+    raise UserInputError(f"{out} holds an unfinished extraction with other settings or prompts; run it with those "
+                         "to resume, or give another OUT")
 
 
 def _render(sample: dict[str, Any], verifier_tokenizer: Any) -> str:
