@@ -32,13 +32,11 @@ class SplitWriter:
         self.buffer: list[tuple[torch.Tensor, torch.Tensor, int, int, int]] = []
         (directory / "chunks").mkdir(parents=True, exist_ok=True)
 
-    def add(self, drafter: torch.Tensor, verifier: torch.Tensor, index: int, aligned: int, text_tokens: int) -> bool:
-        """One sample ([L, H] each) from prompt `index`; returns whether a chunk was written."""
+    def add(self, drafter: torch.Tensor, verifier: torch.Tensor, index: int, aligned: int, text_tokens: int) -> None:
+        """One sample ([L, H] each) from prompt `index`; a chunk is written once `chunk_size` wait."""
         self.buffer.append((drafter.to(self.dtype), verifier.to(self.dtype), index, aligned, text_tokens))
         if len(self.buffer) >= self.chunk_size:
             self.flush()
-            return True
-        return False
 
     def flush(self) -> None:
         if not self.buffer:
