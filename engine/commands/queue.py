@@ -277,12 +277,10 @@ def _add_study(args: argparse.Namespace, fields: dict) -> int:
 
 def _epochs_or_progress(job) -> str:
     """A training job's epochs; an extraction job's samples done (its extract_status.json)."""
-    from engine.extract.options import JOB_KIND, progress_text, read_status
+    from engine.extract.options import job_progress
 
-    if job.settings.get("kind") == JOB_KIND:
-        out = (job.settings.get("options") or {}).get("out")
-        return (progress_text(read_status(out)) if isinstance(out, str) and out else "") or "—"
-    return str(job.settings.get("num_epochs", ""))
+    progress = job_progress(job.settings)
+    return str(job.settings.get("num_epochs", "")) if progress is None else progress or "—"
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

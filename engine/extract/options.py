@@ -116,6 +116,14 @@ def read_status(out: str | Path) -> dict[str, Any] | None:
     return status if isinstance(status, dict) else None
 
 
+def job_progress(settings: Any) -> str | None:
+    """An extraction job's progress from its OUT ("" before it reports); None for other jobs."""
+    if not isinstance(settings, dict) or settings.get("kind") != JOB_KIND:
+        return None
+    out = (settings.get("options") or {}).get("out")
+    return progress_text(read_status(out)) if isinstance(out, str) and out else ""
+
+
 def progress_text(status: dict[str, Any] | None) -> str:
     """"120/500 samples" (and the alignment rate once known)."""
     if not status:

@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.extract.options import JOB_KIND, progress_text, read_status
+from engine.extract.options import job_progress
 from tui.widgets.leaderboard import STATE_STYLE
 
 COLUMNS = ("id", "state", "level", "run", "epochs", "nproc", "gpus", "dataset", "error")
@@ -88,13 +88,8 @@ def gpus_use_text(status: Any) -> Text | None:
 def extraction_progress(jobs: list[Any]) -> dict[int, str]:
     """{job id: "done/total samples"} of the extraction jobs, from their extract_status.json
     (file reads: call it off the UI thread)."""
-    progress = {}
-    for job in jobs:
-        settings = _get(job, "settings") or {}
-        out = (settings.get("options") or {}).get("out") if settings.get("kind") == JOB_KIND else None
-        if isinstance(out, str):
-            progress[_get(job, "id")] = progress_text(read_status(out))
-    return progress
+    progress = {_get(job, "id"): job_progress(_get(job, "settings")) for job in jobs}
+    return {job_id: text for job_id, text in progress.items() if text is not None}
 
 
 class JobsTable(DataTable):
