@@ -9,7 +9,7 @@ from tui_support import make_run, make_seed_run, screen_text, wait_for
 async def _loaded(app, pilot, n):
     assert await wait_for(pilot, lambda: app.main.leaderboard.table.row_count == n)
     assert await wait_for(pilot, lambda: app.main.curves.redraws > 0 and app.main.curves.drawn_history)
-    await pilot.pause(0.3)
+    assert await wait_for(pilot, lambda: "loss" in screen_text(app))  # the plot is on screen
 
 
 async def test_80x24_tabs_one_plot(runs, app_factory):
@@ -27,8 +27,7 @@ async def test_80x24_tabs_one_plot(runs, app_factory):
         assert "loss" in text and "cosine" not in text  # one plot at a time
         assert "Sort" in lines[-1] and "palette" in lines[-1]
         await pilot.press("v")
-        await pilot.pause(0.4)
-        assert "cosine" in screen_text(app)
+        assert await wait_for(pilot, lambda: "cosine" in screen_text(app))
 
 
 async def test_160x48_everything_side_by_side(runs, app_factory):
@@ -45,15 +44,13 @@ async def test_160x48_everything_side_by_side(runs, app_factory):
 async def test_help_screen_lists_bindings_with_ids(runs, app_factory):
     app = app_factory()
     async with app.run_test(size=(120, 60)) as pilot:  # tall enough for the whole table unscrolled
-        await pilot.pause(0.2)
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
+        assert await wait_for(pilot, lambda: "app.quit" in screen_text(app))
         text = screen_text(app)
         for binding_id in ("app.quit", "tab.launch", "leaderboard.sort", "queue.retry_resume", "launch.start_now"):
             assert binding_id in text
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert "leaderboard.sort" not in screen_text(app)
+        assert await wait_for(pilot, lambda: "leaderboard.sort" not in screen_text(app))
 
 
 def test_every_binding_has_an_id():

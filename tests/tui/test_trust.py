@@ -107,7 +107,7 @@ async def test_help_shows_keys_as_typed_and_the_palette_lists_keys_once(runs, ap
     app = app_factory()
     async with app.run_test(size=(120, 60)) as pilot:
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
+        assert await wait_for(pilot, lambda: "│ ?" in screen_text(app))
         text = screen_text(app)
         assert "question_mark" not in text and "slash" not in text and "full_stop" not in text
         assert "│ ?" in text and "│ /" in text
@@ -143,7 +143,7 @@ async def test_80x24_fits_the_compact_columns_buttons_footer_and_progress(runs, 
         await pilot.press("3")
         assert await wait_for(pilot, lambda: "L5F_20261127_121212" in screen_text(app))  # the whole run name
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
+        assert await wait_for(pilot, lambda: "Leaderboard and curves" in screen_text(app))
         help_text = screen_text(app)
         assert "Leaderboard and curves" in help_text and "app.quit" not in help_text  # no id column at 80
 
@@ -202,10 +202,10 @@ async def test_archive_hides_and_dot_shows_then_delete_after_confirming(runs, ap
         await pilot.press("D")
         assert await wait_for(pilot, lambda: "Delete" in screen_text(app) and "L1_gone" in screen_text(app))
         await pilot.press("n")  # no: nothing happens
-        await pilot.pause(0.2)
+        assert await wait_for(pilot, lambda: app.screen is app.main)  # the question is gone
         assert (gone / "config.json").exists()
         await pilot.press("D")
-        await pilot.pause(0.1)
+        assert await wait_for(pilot, lambda: app.screen is not app.main)
         await pilot.press("y")
         assert await wait_for(pilot, lambda: not (gone / "config.json").exists())
         assert (gone / "notes.txt").exists()  # what is not a run's file stays
@@ -300,8 +300,7 @@ async def test_a_level_added_to_adapters_toml_appears_without_a_restart(runs, ap
 async def test_the_header_says_which_runs_directory(runs, app_factory):
     app = app_factory()
     async with app.run_test(size=(120, 30)) as pilot:
-        await pilot.pause(0.2)
-        assert f"runs {runs}" in screen_text(app).splitlines()[0]
+        assert await wait_for(pilot, lambda: f"runs {runs}" in screen_text(app).splitlines()[0])
 
 
 async def test_a_dataset_registered_by_extract_appears_in_the_launch_list(runs, backend, tmp_path):
