@@ -25,60 +25,12 @@ from engine.extract.align import align, token_ends  # noqa: E402
 from engine.extract.options import LM_HEAD, STATE, STATUS, ExtractOptions, progress_text, read_status  # noqa: E402
 from engine.extract.run import check, extract  # noqa: E402
 
-CORPUS = ["the quick brown fox jumps over the lazy dog", "adapters align hidden states",
-          "speculative decoding drafts tokens", "hello world, this is a test"] * 20
-# Words neither tokenizer saw whole: the two split them differently, so some positions do not align.
-NOVEL = ["the xylophone quietly jumps over hidden zebras", "an unaligned ecosystem of tokenizers",
-         "hello pneumatic world, this is a quokka test", "speculative draftsmanship jumps"]
-
-
-def _tokenizer(kind: str, vocab: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from tokenizers.processors import TemplateProcessing
-
-    specials = ["<unk>", "<s>", "</s>", "<pad>"]
-    if kind == "bpe":
-        tok = Tokenizer(models.BPE(unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=specials,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    else:
-        tok = Tokenizer(models.WordPiece(unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.Whitespace()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab, special_tokens=specials)
-    tok.train_from_iterator(CORPUS, trainer)
-    tok.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                                unk_token="<unk>", pad_token="<pad>")
-
-
-def _save(model, tokenizer, path: Path) -> Path:
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+from hf_models import CORPUS, NOVEL, build_tiny_models, save  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    """llama (BPE), llama2 (the same tokenizer, other weights), gpt2 (WordPiece), wide (hidden 48)."""
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    bpe, wordpiece = _tokenizer("bpe", 300), _tokenizer("wordpiece", 200)
-
-    def llama(seed: int):
-        torch.manual_seed(seed)
-        return transformers.LlamaForCausalLM(transformers.LlamaConfig(
-            vocab_size=len(bpe), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=4, max_position_embeddings=128))
-
-    def gpt2(width: int):
-        return transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=len(wordpiece), n_embd=width,
-                                                                    n_layer=2, n_head=4, n_positions=128,
-                                                                    bos_token_id=1, eos_token_id=2))
-
-    return {"llama": _save(llama(0), bpe, root / "llama"), "llama2": _save(llama(1), bpe, root / "llama2"),
-            "gpt2": _save(gpt2(32), wordpiece, root / "gpt2"), "wide": _save(gpt2(48), wordpiece, root / "wide")}
+    return build_tiny_models(tmp_path_factory.mktemp("models"))
 
 
 def _prompts(path: Path, texts: list[str]) -> Path:
@@ -184,7 +136,7 @@ def test_chat_messages_are_rendered_with_the_verifiers_chat_template(tmp_path, t
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_models["llama"])
     model = transformers.AutoModelForCausalLM.from_pretrained(tiny_models["llama"])
     tokenizer.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    _save(model, tokenizer, verifier)
+    save(model, tokenizer, verifier)
     prompts = tmp_path / "chat.jsonl"
     prompts.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": t}]}) for t in NOVEL) + "\n")
     options = ExtractOptions(str(tiny_models["llama"]), str(verifier), str(prompts), str(tmp_path / "data"),
