@@ -195,6 +195,27 @@ def test_order_front_move_remove_clear(q):
     assert [j.id for j in q.jobs()] == [b, c]
 
 
+def test_a_job_claimed_while_the_list_is_read_is_listed_once(q, runs, monkeypatch):
+    """The app's Queue tab crashed on a duplicate row key: the job list read queued, running and
+    finished jobs in three statements, and a worker's claim between two of them listed one job
+    as queued and as running. Here a second connection claims after every statement."""
+    a, b = q.add_many([("L1", {"tag": "a"}), ("L2", {"tag": "b"})])
+    other = JobQueue(runs)
+    read = q._rows
+
+    def read_then_claim(sql, params=()):
+        rows = read(sql, params)
+        if sql.startswith("SELECT * FROM jobs") and "WHERE id" not in sql:
+            other.claim_next(worker_pid=os.getpid(), free_slots=1, total_slots=1)
+        return rows
+
+    monkeypatch.setattr(q, "_rows", read_then_claim)
+    for _ in range(3):
+        ids = [job.id for job in q.jobs()]
+        assert sorted(ids) == [a, b], ids
+    other.close()
+
+
 @pytest.mark.parametrize("level, settings, message", [
     ("../etc", {}, "not a safe level key"),
     ("L1", {"num_epochs": float("nan")}, "not a plain JSON value"),

@@ -279,13 +279,18 @@ class QueueStore:
             return self._db.execute(sql, params).fetchall()
 
     def jobs(self) -> list[Job]:
-        """Queued jobs by position, then running ones by start, then finished ones newest first."""
-        queued = self._rows("SELECT * FROM jobs WHERE state = 'queued' ORDER BY position, id")
-        running = self._rows("SELECT * FROM jobs WHERE state = 'running' ORDER BY started_at, id")
-        finished = self._rows("SELECT * FROM jobs WHERE state NOT IN ('queued', 'running') "
-                              "ORDER BY finished_at DESC, id DESC")
-        return ([self._job(r, i + 1) for i, r in enumerate(queued)]
-                + [self._job(r) for r in running] + [self._job(r) for r in finished])
+        """Queued jobs by position, then running ones by start, then finished ones newest first.
+
+        One statement, so one snapshot: a job that the worker claims meanwhile is listed once,
+        in one state (three reads could see it queued in the first and running in the second)."""
+        rows = self._rows(
+            "SELECT * FROM jobs ORDER BY CASE state WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END, "
+            "CASE state WHEN 'queued' THEN position END, "
+            "CASE state WHEN 'running' THEN started_at END, "
+            "CASE WHEN state NOT IN ('queued', 'running') THEN finished_at END DESC, "
+            "CASE WHEN state = 'queued' OR state = 'running' THEN id END, id DESC")
+        queued = [r for r in rows if r["state"] == "queued"]
+        return [self._job(r, i + 1) for i, r in enumerate(queued)] + [self._job(r) for r in rows[len(queued):]]
 
     def get(self, job_id: int) -> Job:
         rows = self._rows("SELECT * FROM jobs WHERE id = ?", (self._id(job_id),))
