@@ -37,8 +37,9 @@ def epochs_recorded(runs_root: Path) -> int:
     return 0
 
 
-def wait_for(predicate, timeout=20.0, step=0.05):
-    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout` s."""
+def wait_for(predicate, timeout=120.0, step=0.05):
+    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout` s
+    (a guard against a hang, not a bound on speed: CI machines are loaded)."""
     import time
 
     deadline = time.monotonic() + timeout

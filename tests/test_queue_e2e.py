@@ -151,11 +151,16 @@ def test_detached_worker_survives_its_shell_and_sighup(runs):
         assert "started in the background: pid" in line
         pid = int(line.split("pid ")[1].split(",")[0])
         os.killpg(shell.pid, signal.SIGHUP)  # the terminal hangs up on the shell's process group
-        shell.wait(timeout=10)
-        time.sleep(0.5)
-        assert pid_alive(pid)
+        shell.wait(timeout=60)
         os.kill(pid, signal.SIGHUP)  # and a stray SIGHUP to the worker itself
-        time.sleep(3)  # a heartbeat later it is still alive and reporting
+
+        def beat():
+            with JobQueue(runs) as q:
+                return q.worker_status().heartbeat
+
+        first = wait_for(beat)
+        wait_for(lambda: beat() != first)  # a heartbeat after both hang-ups: alive and reporting
+        assert pid_alive(pid)
         with JobQueue(runs) as q:
             status = q.worker_status()
         assert status.alive and status.pid == pid
@@ -166,7 +171,7 @@ def test_detached_worker_survives_its_shell_and_sighup(runs):
         assert again.returncode == 2 and "already running" in again.stderr
         assert ensure_worker(runs) is None  # nothing queued: nothing to ensure
         os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not pid_alive(pid), timeout=15)
+        wait_for(lambda: not pid_alive(pid))
         with JobQueue(runs) as q:
             assert not q.worker_status().alive
         assert "worker started" in (runs / "worker.log").read_text()
@@ -241,7 +246,7 @@ def test_sigkill_of_worker_and_trainer_then_resume_in_the_same_run_dir(runs, dat
         worker.kill()
         worker.wait()
         os.killpg(trainer, signal.SIGKILL)
-        wait_for(lambda: not pid_alive(trainer), timeout=10)
+        wait_for(lambda: not pid_alive(trainer))
         assert q.get(job_id).state == "running"  # nobody has noticed yet
 
         again = engine("queue", "worker", "--runs", str(runs), "--exit-when-idle", "--poll-interval", "0.1")
@@ -270,7 +275,7 @@ def test_worker_stop_stops_the_live_worker(runs):
         assert pid_alive(pid)
         stopped = engine("queue", "worker", "--stop", "--runs", str(runs))
         assert stopped.returncode == 0 and f"stopped the queue worker (pid {pid})" in stopped.stdout
-        assert wait_for(lambda: not pid_alive(pid), timeout=15)
+        assert wait_for(lambda: not pid_alive(pid))
         with JobQueue(runs) as q:
             assert not q.worker_status().alive
         again = engine("queue", "worker", "--stop", "--runs", str(runs))

@@ -43,8 +43,8 @@ async def test_the_sweep_form_queues_the_grid(runs, app_factory, backend):
         form.query_one("#s-learning_rate", Input).value = "1e-5:1e-2"  # a range needs random points
         form.query_one("#s-batch_size", Input).value = "0,64"
         app.main.launch.action_submit(False)
-        await pilot.pause(0.1)
-        assert "sweep batch_size" in screen_text(app) and len(backend.requests) == 1
+        assert await wait_for(pilot, lambda: "sweep batch_size" in screen_text(app))
+        assert len(backend.requests) == 1
 
 
 async def test_sweeps_group_in_the_leaderboard_and_the_settings_pane_ranks_them(runs, app_factory):

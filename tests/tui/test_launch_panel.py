@@ -15,10 +15,9 @@ def field(app, name):
 async def test_keyboard_queue_l1_for_three_epochs(runs, app_factory, backend):
     app = app_factory()
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.2)
         await pilot.press("2")
         assert app.main.query_one("#tabs").active == "launch"
-        assert field(app, "num_epochs").value == "50"  # L1's default
+        assert await wait_for(pilot, lambda: field(app, "num_epochs").value == "50")  # L1's default
         await pilot.press("tab")
         assert app.focused is field(app, "num_epochs")
         await pilot.press("3", "ctrl+s")
@@ -39,9 +38,8 @@ async def test_validation_and_dataset_inspection(runs, app_factory, backend):
         field(app, "num_epochs").value = "zero"
         field(app, "learning_rate").value = "-1"
         launch.action_submit(False)
-        await pilot.pause(0.1)
-        text = screen_text(app)
-        assert "epochs: must be an integer" in text and "learning rate: must be > 0" in text
+        assert await wait_for(pilot, lambda: "epochs: must be an integer" in (text := screen_text(app))
+                              and "learning rate: must be > 0" in text)
         assert not backend.queue.job_list
         # a typed path is inspected in a worker: error inline, then a good one with its hidden size
         launch.query_one("#data-path", Input).value = "/nowhere/bad"
@@ -66,7 +64,7 @@ async def test_preset_queues_every_level_with_its_own_defaults(runs, app_factory
     app = app_factory()
     async with app.run_test(size=(120, 48)) as pilot:
         await pilot.press("2")
-        await pilot.pause(0.1)
+        assert await wait_for(pilot, lambda: field(app, "num_epochs").value == "50")  # the form is mounted
         await pilot.press("ctrl+l")
         assert await wait_for(pilot, lambda: len(backend.queue.job_list) == 7)
         by_level = {j.level: j for j in backend.queue.job_list}

@@ -70,7 +70,6 @@ async def test_garbage_history_shows_error_and_app_keeps_running(runs, app_facto
         assert "not valid JSON" in app.main.leaderboard.table.tooltip
         await pilot.press("i")
         assert await wait_for(pilot, lambda: "not valid JSON" in screen_text(app))
-        await pilot.pause(0.4)
         # empty and half-written files, then a deleted directory
         (bad / "history.json").write_text("")
         (good / "status.json").write_text('{"state": "runn')

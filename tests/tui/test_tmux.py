@@ -31,15 +31,38 @@ def screen(session: str) -> str:
     return tmux("capture-pane", "-p", "-t", session)
 
 
-def wait_screen(session: str, pattern: str, timeout: float) -> str:
+PATIENCE = 120  # seconds before a wait gives up: a guard against a hang, not a bound on speed
+
+
+def wait_screen(session: str, pattern: str, timeout: float = PATIENCE) -> str:
     deadline = time.monotonic() + timeout
     text = ""
     while time.monotonic() < deadline:
         text = screen(session)
         if re.search(pattern, text):
             return text
-        time.sleep(0.3)
+        time.sleep(0.1)
     raise AssertionError(f"{pattern!r} never appeared; screen:\n{text}")
+
+
+def settle(session: str) -> str:
+    """Wait until the app has drawn its answer to the keys sent: the screen holds still."""
+    deadline = time.monotonic() + PATIENCE
+    before = screen(session)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = screen(session)
+        if now == before:
+            return now
+        before = now
+    raise AssertionError(f"the screen never settled:\n{before}")
+
+
+def wait_gone(session: str) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline and session in tmux("ls"):
+        time.sleep(0.1)
+    assert session not in tmux("ls"), "adapter-tui did not quit"
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -55,23 +78,20 @@ def test_tmux_queue_l1_quit_and_training_goes_on(tmp_path):
     tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(ROOT),
          *APP_ENV, exe, "--runs", str(runs), "--config", str(config))
     try:
-        wait_screen(session, r"Runs 1.*Launch 2.*Queue 3", 30)
+        wait_screen(session, r"Runs 1.*Launch 2.*Queue 3")
         tmux("send-keys", "-t", session, "2")
-        wait_screen(session, r"Start now", 15)
-        time.sleep(1.0)
+        wait_screen(session, r"Start now")
+        settle(session)  # the form is filled in
         tmux("send-keys", "-t", session, "Tab")
-        time.sleep(0.5)
+        settle(session)
         tmux("send-keys", "-t", session, "3")
-        time.sleep(0.5)
+        settle(session)
         tmux("send-keys", "-t", session, "C-s")
         # back on the Runs tab; the new run shows up and trains
-        wait_screen(session, r"L1_\d{8}_\d{6}", 120)
+        wait_screen(session, r"L1_\d{8}_\d{6}")
         wait_screen(session, r"running\s+[123]/3", 300)
         tmux("send-keys", "-t", session, "q")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and session in tmux("ls"):
-            time.sleep(0.3)
-        assert session not in tmux("ls"), "adapter-tui did not quit"
+        wait_gone(session)
         # training goes on without the TUI and ends done
         from engine.rundir.summary import load_runs
 
@@ -107,7 +127,7 @@ def test_tmux_layout_and_keys(tmp_path, size):
     tmux("new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), "-c", str(tmp_path),
          *APP_ENV, exe, "--config", str(config))  # no --runs: found beside adapters.toml
     try:
-        text = wait_screen(session, r"L5F_20261127_121212", 30)
+        text = wait_screen(session, r"L5F_20261127_121212")
         lines = text.splitlines()
         assert f"runs {runs} (beside the project's adapters.toml)" in lines[0] or (
             size[0] < 160 and f"runs {runs}" in lines[0]), text[:600]
@@ -115,26 +135,23 @@ def test_tmux_layout_and_keys(tmp_path, size):
         assert "speedup" in text and "2.07x" in text, text  # the compact columns fit 80
         assert lines[-1].rstrip().endswith("palette")
         tmux("send-keys", "-t", session, "2")
-        wait_screen(session, r"Start now \^s", 15)
+        wait_screen(session, r"Start now \^s")
+        settle(session)
         tmux("send-keys", "-t", session, "Tab")
-        time.sleep(0.5)
+        settle(session)
         tmux("send-keys", "-t", session, "7", "q")  # typed into the epochs field: no quit
-        time.sleep(0.5)
+        wait_screen(session, r"7q")
         assert session in tmux("ls")
-        wait_screen(session, r"7q", 5)
         tmux("send-keys", "-t", session, "F3")  # a tab switch from the field
-        wait_screen(session, r"worker:|no queue yet", 10)
+        wait_screen(session, r"worker:|no queue yet")
         tmux("send-keys", "-t", session, "Escape")
-        time.sleep(0.3)
+        settle(session)
         tmux("send-keys", "-t", session, "?")
-        wait_screen(session, r"In a text field keys type", 10)
+        wait_screen(session, r"In a text field keys type")
         tmux("send-keys", "-t", session, "Escape")
-        time.sleep(0.3)
+        settle(session)
         tmux("send-keys", "-t", session, "q")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and session in tmux("ls"):
-            time.sleep(0.3)
-        assert session not in tmux("ls"), "adapter-tui did not quit"
+        wait_gone(session)
     finally:
         if session in tmux("ls"):
             tmux("kill-session", "-t", session)

@@ -32,7 +32,7 @@ async def test_launch_validates_again_when_the_demo_data_appears(tmp_path, runs,
         # the data appears (the demo's synth, another terminal): the watcher sees runs/datasets
         for part in ("train", "val"):
             (runs / "datasets" / "demo" / part).mkdir(parents=True)
-        assert await wait_for(pilot, lambda: form.dataset_ok is True, timeout=8)
+        assert await wait_for(pilot, lambda: form.dataset_ok is True)
         assert not form.has_class("-first-run")
         assert await wait_for(pilot, lambda: "No dataset found" not in screen_text(app))  # once repainted
         await pilot.press("ctrl+o")
@@ -293,7 +293,7 @@ async def test_a_level_added_to_adapters_toml_appears_without_a_restart(runs, ap
         text = demo_config.read_text() + '\n[levels.L4-wide]\nclass = "AttentionAdapter"\nname = "Wide attention"\n' \
                                          'description = "L4 with a wider FFN"\nffn_dim = 4096\n'
         demo_config.write_text(text)
-        assert await wait_for(pilot, lambda: levels().option_count == 8, timeout=8)
+        assert await wait_for(pilot, lambda: levels().option_count == 8)
         assert levels().get_option("L4-wide")
 
 
@@ -320,14 +320,17 @@ async def test_a_dataset_registered_by_extract_appears_in_the_launch_list(runs, 
         assert "extracted" not in names()
         make_synth(tmp_path / "x", samples=8, val_samples=4, hidden_dim=32, chunk_size=8)
         register_dataset(config, "extracted", tmp_path / "x" / "train", tmp_path / "x" / "val")
-        assert await wait_for(pilot, lambda: "extracted" in names(), timeout=8)
+        assert await wait_for(pilot, lambda: "extracted" in names())
         assert await wait_for(pilot, lambda: not app.main.launch.form.has_class("-first-run"))
         # the form now offers the dataset that exists, not the missing demo
         form = app.main.launch.form
-        assert await wait_for(pilot, lambda: form.query_one("#dataset", Select).value == "extracted")
-        assert form.query_one("#data-path", Input).value == str(tmp_path / "x" / "train")
+        train = str(tmp_path / "x" / "train")
+        # the rebuilt form lists its options before its mount fills the paths: wait for both
+        shows = lambda name: (form.query_one("#dataset", Select).value == name  # noqa: E731
+                              and form.query_one("#data-path", Input).value == train)
+        assert await wait_for(pilot, lambda: shows("extracted"))
         register_dataset(config, "another", tmp_path / "x" / "train")
-        assert await wait_for(pilot, lambda: "another" in names(), timeout=8)
+        assert await wait_for(pilot, lambda: "another" in names())
 
         def pick(name):  # the rebuilt Select takes a value once its own parts are mounted
             form.query_one("#dataset", Select).value = name
@@ -335,6 +338,5 @@ async def test_a_dataset_registered_by_extract_appears_in_the_launch_list(runs, 
 
         assert await wait_for(pilot, lambda: pick("another"))  # the user's pick survives the next reload
         register_dataset(config, "third", tmp_path / "x" / "train")
-        assert await wait_for(pilot, lambda: "third" in names(), timeout=8)  # the form is rebuilt
-        assert await wait_for(pilot, lambda: form.query_one("#dataset", Select).value == "another")
-        assert form.query_one("#data-path", Input).value == str(tmp_path / "x" / "train")
+        assert await wait_for(pilot, lambda: "third" in names())  # the form is rebuilt
+        assert await wait_for(pilot, lambda: shows("another"))

@@ -275,7 +275,7 @@ class FakeBackend:
         (Path(out_dir) / "val").mkdir(parents=True, exist_ok=True)
 
 
-async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
+async def wait_for(pilot, predicate, timeout: float = 60.0, step: float = 0.05) -> bool:
     """Pause the pilot until predicate() is true (or time runs out)."""
     import time
 
