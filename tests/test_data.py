@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from support import make_synth, run_cli
+from support import make_synth, run_cli, wait_for
 from common.errors import DataError
 from engine.data.dataset import open_dataset, split_train_val
 from engine.data.inspect import inspect_dataset
@@ -88,16 +88,18 @@ def test_memory_stays_within_two_and_a_half_chunks(tmp_path, ahead):
     assert peak - base <= 2.5 * chunk_bytes + 8e6, (peak - base) / chunk_bytes
 
 
-def test_prefetch_overlaps_with_a_slow_consumer(tmp_path):
+def test_prefetch_overlaps_with_a_slow_consumer(tmp_path, monkeypatch):
+    from engine.data import loader as loader_module
+
     make_synth(tmp_path, samples=256, val_samples=8, hidden_dim=128, max_seq=32, chunk_size=64)
     ds = open_dataset(tmp_path / "train")
-    loader = ChunkedLoader(ds, batch_size=64, shuffle=True)
-    started = time.perf_counter()
-    for _ in loader:
-        time.sleep(0.15)  # compute per chunk far above the load time
-    total = time.perf_counter() - started
-    # all the waiting is the first chunk's load; later chunks were ready in time
-    assert loader.wait_s < 0.05 * total
+    started, real = [], loader_module.load_chunk
+    monkeypatch.setattr(loader_module, "load_chunk", lambda ref, *a, **k: started.append(ref) or real(ref, *a, **k))
+    loader = ChunkedLoader(ds, batch_size=64, shuffle=True)  # one batch a chunk
+    for number, _ in enumerate(loader):
+        # the consumer still holds chunk k: chunk k+1's load has begun without being asked for
+        wait_for(lambda: len(started) >= min(number + 2, len(ds.chunks)))
+    assert len(started) >= len(ds.chunks)  # (and the next epoch's first, loaded ahead)
 
 
 def slow_gathers(monkeypatch, seconds):
@@ -125,16 +127,14 @@ def test_time_spent_gathering_a_batch_counts_as_waiting(tiny_data, monkeypatch, 
 
 
 def test_batches_are_gathered_ahead_while_the_consumer_computes(tiny_data, monkeypatch):
-    slow_gathers(monkeypatch, 0.03)
+    total = len(list(train_loader(open_dataset(tiny_data / "train"), 16, seed=0)))
+    calls = slow_gathers(monkeypatch, 0.03)
     loader = train_loader(open_dataset(tiny_data / "train"), 16, seed=0, reuse_buffers=3, gather_ahead=True)
-    started, batches = time.perf_counter(), 0
-    for _ in loader:
-        time.sleep(0.04)  # compute per batch above the gather time
-        batches += 1
-    total = time.perf_counter() - started
+    for number, _ in enumerate(loader):
+        # two gathers a batch: batch k+1's begin while the consumer still holds batch k
+        wait_for(lambda: len(calls) >= 2 * min(number + 2, total))
     loader.close()
-    assert total < 0.04 * batches + 0.03 * batches / 2  # the gathers did not add up on top
-    assert loader.wait_s < 0.25 * total
+    assert len(calls) == 2 * total
 
 
 @pytest.mark.parametrize("ahead", [False, True])
@@ -174,11 +174,11 @@ def test_next_epochs_first_chunk_is_loaded_ahead(tiny_data, monkeypatch):
     loads = []
     real = loader_module.load_chunk
     monkeypatch.setattr(loader_module, "load_chunk", lambda ref, *a, **k: loads.append(ref) or real(ref, *a, **k))
-    def slowly(loader):  # a consumer slow enough for the load ahead to finish during the epoch
-        batches = []
+    def slowly(loader):  # a consumer that holds the last batch until the next epoch's first chunk is loading
+        batches, expected = [], len(loads) + chunks + (1 if not loads else 0)
         for batch in loader:
             batches.append(batch.index)
-            time.sleep(0.03)
+        wait_for(lambda: len(loads) >= expected)
         return torch.cat(batches)
 
     ds = open_dataset(tiny_data / "train")
