@@ -11,12 +11,13 @@ from typing import Any
 from common.errors import UserInputError
 from common.fileio import ReadError, read_json
 from common.names import is_safe_name
+from engine.rundir.layout import EXTRACT_STATUS
 
 MODEL_DTYPES = ("fp32", "bf16", "fp16")
 STORES = ("fp32", "bf16")
 FORMATS = ("chunked", "packed")
 STATE = ".extract-state.json"       # what is done, to resume (removed when the extraction ends)
-STATUS = "extract_status.json"      # progress: state, samples_done/samples_total, alignment rate
+STATUS = EXTRACT_STATUS              # progress: state, samples_done/samples_total, alignment rate
 LOCK = ".extract.lock"              # one extraction per OUT
 LM_HEAD = "lm_head.pt"              # the verifier's output projection, {"lm_head_weight": [V, H]}
 SPLITS = ("train", "val")

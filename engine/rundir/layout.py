@@ -28,6 +28,9 @@ CHECKPOINTS = (BEST, FINAL, LAST)  # a run directory's checkpoint, in order of p
 RUN_FILES = (CONFIG, HISTORY, STATUS, LOG, BEST, LAST, FINAL, CURVES, EVAL, META, STEPS, LOCK,
              REFERENCE_METRICS, REFERENCE_POSITIONS)
 
+# An extraction job reports here in the dataset it writes (a dataset has no status.json).
+EXTRACT_STATUS = "extract_status.json"
+
 # What else a runs directory holds.
 QUEUE_DB, WORKER_LOCK, WORKER_LOG, JOB_LOGS, DATASETS = "queue.db", "worker.lock", "worker.log", "logs", "datasets"
 SWEEPS = "sweeps"  # RUNS/sweeps/<id>/: a sweep's spec and, for an optimizing sweep, its Optuna study

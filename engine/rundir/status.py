@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from common.fileio import ReadError, read_json, write_json
-from engine.extract.options import STATUS as EXTRACT_STATUS
 from engine.process import start_of
-from engine.rundir.layout import STATUS
+from engine.rundir.layout import EXTRACT_STATUS, STATUS
 from engine.rundir.states import FINISHED, now_iso
 
 
