@@ -18,6 +18,7 @@ from adapters.registry import Registry
 from tui.backend import Backend
 from tui.messages import DatasetInspected, JobsSubmitted, LevelsCounted, PaneReady, SynthProgressed
 from tui.widgets.launch import LaunchForm, LaunchRequest, LaunchSelect
+from tui.refresh import guarded
 
 DEMO_EPOCHS = 10
 
@@ -133,6 +134,7 @@ class LaunchPane(Vertical):
             self.post_message(DatasetInspected(path, info, error))
 
     @on(DatasetInspected)
+    @guarded("the dataset check")
     def _inspected(self, message: DatasetInspected) -> None:
         self.form.show_dataset(message.info, message.error)
         if message.info and not message.error:
@@ -147,6 +149,7 @@ class LaunchPane(Vertical):
         self.post_message(LevelsCounted(hidden_dim, self.backend.levels(hidden_dim)))
 
     @on(LevelsCounted)
+    @guarded("the parameter counts")
     def _levels_counted(self, message: LevelsCounted) -> None:
         self.form.set_params(message.hidden_dim, message.rows)
 
@@ -168,6 +171,7 @@ class LaunchPane(Vertical):
         self.post_message(JobsSubmitted(self.backend.submit(request), [level], True))
 
     @on(SynthProgressed)
+    @guarded("the demo progress")
     def _synth_progress(self, message: SynthProgressed) -> None:
         self.form.synth_progress(message.line)
         if message.done:

@@ -17,6 +17,7 @@ from tui.messages import (CancelJob, ClearDone, MoveJob, PaneReady, QueueLoaded,
                           StopWorker)
 from tui.screens.dialogs import ConfirmScreen
 from tui.widgets.queue import JobsTable, extraction_progress, gpus_use_text, worker_text
+from tui.refresh import guarded
 
 
 class QueuePane(Vertical):
@@ -84,16 +85,19 @@ class QueuePane(Vertical):
             self.post_message(QueueLoaded([], None, f"{exc.__class__.__name__}: {exc}"))
 
     @on(QueueLoaded)
+    @guarded("the Queue tab")
     def _loaded(self, message: QueueLoaded) -> None:
+        if message.error:  # one line; the rows read last time stay
+            line = Text(f"queue unavailable: {message.error}; showing the last rows read", style="bold red")
+            self.query_one("#worker", Static).update(line)
+            return
         self.jobs, self.worker = message.jobs, message.worker
-        if message.error:
-            line = Text(f"queue unavailable: {message.error}", style="bold red")
-        elif message.worker is None:
+        if message.worker is None:
             line = Text("no queue yet: queueing a job (Launch tab) creates it and starts a worker", style="dim")
         else:
             line = worker_text(message.worker, message.jobs)
         self.query_one("#worker", Static).update(line)
-        use = gpus_use_text(message.worker) if message.worker is not None and not message.error else None
+        use = gpus_use_text(message.worker) if message.worker is not None else None
         self.set_class(use is not None, "-gpus")
         self.query_one("#gpus-use", Static).update(use or "")
         self.table.set_jobs(message.jobs, message.progress)

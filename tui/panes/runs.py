@@ -35,6 +35,7 @@ from tui.widgets.details import RunDetails
 from tui.widgets.hparams import HParamsPanel
 from tui.widgets.leaderboard import COLUMNS, Leaderboard
 from tui.widgets.logtail import LogTail
+from tui.refresh import guarded
 
 NOTIFY_STATES = {"done": "information", "failed": "error", "diverged": "error", "cancelled": "warning"}
 ACTIVE_STATES = ("running", "queued")
@@ -174,6 +175,7 @@ class RunsPane(Vertical):
         self.post_message(StepsRead(path, rows, offset, end))
 
     @on(StepsRead)
+    @guarded("the step curves")
     def _steps_read(self, message: StepsRead) -> None:
         rows, offset = self.steps.get(message.path, ([], 0))
         if message.start != offset:  # read from a stale offset: read again from where we are
@@ -184,6 +186,7 @@ class RunsPane(Vertical):
             self.curves.show_steps(rows)
 
     @on(RunsLoaded)
+    @guarded("the leaderboard")
     def _runs_loaded(self, message: RunsLoaded) -> None:
         known = set(self.states)
         for run in message.runs:
@@ -198,6 +201,7 @@ class RunsPane(Vertical):
                 self.follow_new = False
 
     @on(RunRead)
+    @guarded("the leaderboard")
     def _run_read(self, message: RunRead) -> None:
         data = message.data
         run = data.summary
@@ -286,6 +290,7 @@ class RunsPane(Vertical):
             self.post_message(CheckpointDescribed(path, info, error))
 
     @on(CheckpointDescribed)
+    @guarded("the checkpoint view")
     def _checkpoint_described(self, message: CheckpointDescribed) -> None:
         if message.path == self.selected and len(self.marked) < 2:
             self.query_one(RunDetails).show_checkpoint(message.info, message.error)

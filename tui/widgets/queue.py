@@ -108,22 +108,30 @@ class JobsTable(DataTable):
 
     def set_jobs(self, jobs: list[Any], progress: dict[int, str] | None = None) -> None:
         """`progress`: what an extraction job has done (its "epochs" cell)."""
+        rows: dict[str, tuple] = {}
+        for job in jobs:
+            key = str(_get(job, "id"))
+            if key in rows:  # one row per job, whatever the list holds
+                continue
+            rows[key] = self._cells(job, progress)
         selected = self.selected_id
         self.clear()
-        for job in jobs:
-            args = _get(job, "settings") or {}
-            state = str(_get(job, "state"))
-            pos = _get(job, "position")
-            label = f"{state} #{pos}" if state == "queued" and pos else state
-            run = _get(job, "run_dir") or ""
-            dataset = str(_get(job, "dataset") or args.get("train_data", "") or "")
-            if "/" in dataset:  # a path: its last two parts say enough (demo/train)
-                dataset = "/".join(dataset.rstrip("/").split("/")[-2:])
-            epochs = (progress or {}).get(_get(job, "id"), str(args.get("num_epochs", "")))
-            self.add_row(
-                str(_get(job, "id")), Text(label, style=STATE_STYLE.get(state, "")), str(_get(job, "level")),
-                run.rstrip("/").rsplit("/", 1)[-1], epochs, nproc_text(job), gpus_text(job),
-                dataset, Text(" ".join(str(_get(job, "error") or "").split()), style="red"),
-                key=str(_get(job, "id")))
+        for key, cells in rows.items():
+            self.add_row(*cells, key=key)
         if selected is not None and str(selected) in self.rows:
             self.move_cursor(row=self.get_row_index(str(selected)), animate=False)
+
+    @staticmethod
+    def _cells(job: Any, progress: dict[int, str] | None) -> tuple:
+        args = _get(job, "settings") or {}
+        state = str(_get(job, "state"))
+        pos = _get(job, "position")
+        label = f"{state} #{pos}" if state == "queued" and pos else state
+        run = _get(job, "run_dir") or ""
+        dataset = str(_get(job, "dataset") or args.get("train_data", "") or "")
+        if "/" in dataset:  # a path: its last two parts say enough (demo/train)
+            dataset = "/".join(dataset.rstrip("/").split("/")[-2:])
+        epochs = (progress or {}).get(_get(job, "id"), str(args.get("num_epochs", "")))
+        return (str(_get(job, "id")), Text(label, style=STATE_STYLE.get(state, "")), str(_get(job, "level")),
+                run.rstrip("/").rsplit("/", 1)[-1], epochs, nproc_text(job), gpus_text(job),
+                dataset, Text(" ".join(str(_get(job, "error") or "").split()), style="red"))
