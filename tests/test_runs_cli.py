@@ -128,6 +128,18 @@ def test_label_tags_note_and_archive_round_trip_through_meta_json(tmp_path, caps
     assert main(["runs", "--runs", str(tmp_path), "tag", "L1_a", "+bad tag!"]) == 2
 
 
+def test_options_after_the_tags_parse_as_options(tmp_path, capsys, monkeypatch):
+    make_run(tmp_path / "elsewhere", "L1", "L1_a")
+    monkeypatch.chdir(tmp_path)  # not a runs directory: only --runs finds the run
+    assert main(["runs", "tag", "L1_a", "+x", "-y", "--runs", str(tmp_path / "elsewhere")]) == 0
+    assert main(["runs", "tag", "L1_a", f"--runs={tmp_path / 'elsewhere'}", "+z"]) == 0
+    meta = json.loads((tmp_path / "elsewhere" / "L1" / "L1_a" / "meta.json").read_text())
+    assert meta["tags"] == ["x", "z"]
+    capsys.readouterr()
+    assert main(["runs", "tag", "L1_a", "+x", "--rnus", str(tmp_path)]) == 2
+    assert "unknown option --rnus" in capsys.readouterr().err
+
+
 def test_meta_json_that_cannot_be_read_is_never_overwritten(tmp_path):
     from engine.rundir.meta import read_meta, update_meta
 

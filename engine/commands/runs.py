@@ -196,6 +196,29 @@ def _diff(root, refs: list[str], args: argparse.Namespace) -> int:
     return 0
 
 
+def _tag_words(words: list[str]) -> list[str]:
+    """`-draft` is a tag to remove, not an option: put `--` before the changes so argparse keeps
+    them, after moving the options (wherever they are) in front of it."""
+    from common.errors import UserInputError
+
+    options, changes, rest = [], [], list(words)
+    while rest:
+        word = rest.pop(0)
+        if word == "--":
+            changes += rest
+            break
+        if word in ("-h", "--help"):
+            options.append(word)
+        elif word == "--runs" or word.startswith("--runs="):
+            options += [word] if "=" in word else [word, *rest[:1]]
+            rest = rest if "=" in word else rest[1:]
+        elif word.startswith("--"):
+            raise UserInputError(f"runs tag: unknown option {word}; a tag starts with one + (add) or - (remove)")
+        else:
+            changes.append(word)
+    return options + ["--", *changes]
+
+
 def _action(action: str, words: list[str], args: argparse.Namespace) -> int:
     from common.errors import UserInputError
     from engine.rundir.delete import delete_run
@@ -212,9 +235,9 @@ def _action(action: str, words: list[str], args: argparse.Namespace) -> int:
         opts = p.parse_args(words)
     elif action == "tag":
         p.add_argument("run", metavar="RUN")
-        p.add_argument("changes", nargs=argparse.REMAINDER, metavar="+TAG|-TAG")
-        opts = p.parse_args(words[:1])
-        opts.changes, opts.runs = words[1:], args.runs
+        p.add_argument("changes", nargs="*", metavar="+TAG|-TAG")
+        p.add_argument("--runs", metavar="DIR")
+        opts = p.parse_args(_tag_words(words))
     else:
         p.add_argument("run", nargs="+", metavar="RUN")
         if action == "delete":
