@@ -433,3 +433,32 @@ if given is not None:
         row = summarize(run)
         assert isinstance(row.state, str)
         read_run(run)
+
+
+# -- bounded work: a sweep is counted before anything is built -------------------------------
+@pytest.mark.parametrize("words, said", [
+    ([f"--sweep={name}={','.join(str(v) for v in values)}" for name, values in (
+        ("learning_rate", [1e-5 * (k + 1) for k in range(10)]), ("batch_size", range(8, 18)),
+        ("seed", range(10)), ("num_epochs", range(1, 11)), ("early_stopping", range(1, 11)),
+        ("bottleneck_dim", range(8, 18)))], "the --sweep grid of 1,000,000 points makes 1,000,000 jobs"),
+    (["--sweep", "learning_rate=1e-5:1e-2", "--sweep-random", "100000000"], "--sweep-random 100,000,000 makes"),
+    (["--sweep", "learning_rate=1e-5:1e-2", "--sweep-random", "0"], "--sweep-random must be >= 1"),
+    (["--sweep", "learning_rate=1e-5:1e-2", "--sweep-optimize", "val_loss", "--trials", "0"],
+     "--trials and --parallel must be >= 1"),
+    (["--sweep", "learning_rate=1e-5:1e-2", "--sweep-optimize", "val_loss", "--trials", "100000"],
+     "--trials 100,000 makes 100,000 jobs"),
+    (["--sweep", "seed=0,1,2", "--max-jobs", "2"], "above the limit of 2"),
+], ids=["grid-1e6", "random-1e8", "random-0", "trials-0", "trials-1e5", "max-jobs"])
+def test_a_sweep_too_large_is_refused_before_it_is_built(tmp_path, capsys, monkeypatch, words, said):
+    from engine.queue import plan
+
+    data = make_synth(tmp_path / "data", samples=8, val_samples=4, hidden_dim=16, max_seq=4, chunk_size=8)
+    planned = []
+    real = plan.plan_jobs
+    monkeypatch.setattr(plan, "plan_jobs", lambda *a, **k: planned.append(1) or real(*a, **k))
+    runs = tmp_path / "runs"
+    assert main(["queue", "add", "--level", "L2", "--train_data", str(data / "train"), "--runs", str(runs),
+                 *words]) == 2
+    err = capsys.readouterr().err.strip()
+    assert said in err and len(err.splitlines()) == 1, err
+    assert len(planned) <= 1 and not (runs / "queue.db").exists()

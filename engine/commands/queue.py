@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "maximizing (val_cos_sim, val_accept_90, ...) METRIC of history.json; trials are "
                             "queue jobs and poor ones are pruned from their live history (needs optuna)")
     sweep.add_argument("--trials", type=int, metavar="N", help="trials of --sweep-optimize (default 20)")
+    sweep.add_argument("--max-jobs", type=int, default=None, metavar="N",
+                       help="the most jobs one sweep may queue (default 10,000): a guard against a typo's 10^6 grid")
     sweep.add_argument("--parallel", type=int, default=1, metavar="N",
                        help="trials of --sweep-optimize queued at a time (default 1)")
     a.add_argument("--extract", nargs=argparse.REMAINDER, metavar="ARGS",
@@ -243,24 +245,44 @@ def _plan_sweep(args: argparse.Namespace, fields: dict) -> tuple[list, str]:
     from common.errors import UserInputError
     from engine.queue.plan import plan_jobs
     from engine.queue.study import unique_sweep_id
-    from engine.queue.sweep import grid, parse_axes, random_points
+    from engine.queue.sweep import check_job_count, grid, grid_size, parse_axes, random_points
     from engine.settings import FIELD
 
     axes = parse_axes(args.sweep)
     given = [a.name for a in axes if fields.get(a.name) not in (None, FIELD[a.name].default)]
     if given:
         raise UserInputError(f"--{given[0]} and --sweep {given[0]} both give it; keep one")
+    max_jobs = _max_jobs(args)
+    if args.sweep_random is not None and args.sweep_random < 1:
+        raise UserInputError(f"--sweep-random must be >= 1, got {args.sweep_random}")
+    count = args.sweep_random if args.sweep_random else grid_size(axes)
+    what = f"--sweep-random {count:,}" if args.sweep_random else f"the --sweep grid of {count:,} points"
+    check_job_count(count, max_jobs, what)  # before a point is drawn: each level only multiplies it
+    first = plan_jobs(list(args.level or []), preset=args.preset, config=args.config, **fields)
+    check_job_count(count * len(first.jobs), max_jobs, f"{what} for {len(first.jobs)} levels")
     points = random_points(axes, args.sweep_random, seed=args.seed or 0) if args.sweep_random else grid(axes)
     plans = [plan_jobs(list(args.level or []), preset=args.preset, config=args.config, **{**fields, **point})
              for point in points]
     return plans, unique_sweep_id(_runs(args).path)
 
 
+def _max_jobs(args: argparse.Namespace) -> int:
+    from common.errors import UserInputError
+    from engine.queue.sweep import MAX_JOBS
+
+    if args.max_jobs is not None and args.max_jobs < 1:
+        raise UserInputError(f"--max-jobs must be >= 1, got {args.max_jobs}")
+    return MAX_JOBS if args.max_jobs is None else args.max_jobs
+
+
 def _add_study(args: argparse.Namespace, fields: dict) -> int:
     """--sweep-optimize: an Optuna study in RUNS/sweeps/<id>/ whose trials the worker queues."""
     from engine.queue.study import create_study
+    from engine.queue.sweep import check_job_count
 
-    study = create_study(_runs(args).path, args.sweep, args.sweep_optimize, trials=args.trials or 20,
+    trials = 20 if args.trials is None else args.trials
+    check_job_count(trials, _max_jobs(args), f"--trials {trials:,}")
+    study = create_study(_runs(args).path, args.sweep, args.sweep_optimize, trials=trials,
                          parallel=args.parallel, levels=list(args.level or []), preset=args.preset,
                          config=args.config, fields=fields, front=args.front, nproc=args.nproc, check=_deep_check)
     with _queue(args) as q:

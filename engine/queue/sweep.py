@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime
@@ -101,12 +102,27 @@ def parse_axes(texts: list[str]) -> list[Axis]:
     return axes
 
 
-def grid(axes: list[Axis]) -> list[dict[str, Any]]:
-    """Every combination of the axes' values (ranges need --sweep-random or --sweep-optimize)."""
+MAX_JOBS = 10_000  # one `queue add` queues at most this many jobs unless --max-jobs raises it
+
+
+def check_job_count(count: int, max_jobs: int, what: str) -> None:
+    """Refuse a sweep that would queue more than `max_jobs`, before anything is built."""
+    if count > max_jobs:
+        raise UserInputError(f"{what} makes {count:,} jobs, above the limit of {max_jobs:,}; narrow the sweep "
+                             "or raise the limit with --max-jobs N")
+
+
+def grid_size(axes: list[Axis]) -> int:
     ranged = [a.name for a in axes if a.is_range]
     if ranged:
         raise UserInputError(f"--sweep {ranged[0]} is a range: give --sweep-random N (or --sweep-optimize) "
                              "to sample it, or list values for a grid")
+    return math.prod(len(a.values) for a in axes)
+
+
+def grid(axes: list[Axis]) -> list[dict[str, Any]]:
+    """Every combination of the axes' values (ranges need --sweep-random or --sweep-optimize)."""
+    grid_size(axes)
     return [dict(zip([a.name for a in axes], combo)) for combo in itertools.product(*[a.values for a in axes])]
 
 
