@@ -38,6 +38,7 @@ from adapters.reference import lm_head_weight
 from adapters.registry import eval_problem
 from common.errors import DataError, UserInputError
 from common.fileio import ReadError, read_json
+from common.text import plural
 from engine.data.dataset import open_dataset, split_train_val
 from engine.data.formats import Dataset
 from engine.data.loader import val_loader
@@ -278,7 +279,7 @@ def describe(result: dict[str, Any]) -> str:
     tau = eval_key(result["threshold"])
     prefix = result["prefix_length"][tau]
     lines = [
-        f"{result['samples']} samples, {result['tokens']} tokens",
+        f"{plural(result['samples'], 'sample')}, {plural(result['tokens'], 'token')}",
         "accept rate: " + ", ".join(f"@{k} {v:.3f}" for k, v in result["accept_rate"].items()),
         f"accepted prefix @{tau}: mean {prefix['mean']:.2f}, median {prefix['median']:g}, p90 {prefix['p90']:.1f}",
         "E[min(L, γ)] @" + tau + ": " + ", ".join(f"γ={g} {v:.2f}" for g, v in result["expected_accepted"][tau].items()),

@@ -202,3 +202,28 @@ def test_filter_expressions():
                      ("=3", "FIELD OP VALUE"), ("speedup>", "nothing after")):
         with pytest.raises(FilterError, match=why):
             parse_filter(bad)
+
+
+ESCAPES = "x\x1b[2J\x1b[31mRED\x9b1m"
+
+
+def test_a_label_or_note_with_escape_sequences_is_refused(tmp_path, capsys):
+    run = make_run(tmp_path, "L1", "L1_a")
+    assert main(["runs", "label", str(run), ESCAPES]) == 2
+    assert "control character \\x1b" in capsys.readouterr().err
+    assert main(["runs", "note", str(run), "line one\nline\ttwo\x07"]) == 2  # newlines and tabs are fine, BEL is not
+    assert not (run / "meta.json").exists()
+    assert main(["runs", "note", str(run), "line one\nline\ttwo"]) == 0
+
+
+def test_strings_written_by_hand_print_escaped_in_the_table_and_md(tmp_path, capsys):
+    run = make_run(tmp_path, "L1", "L1_a")
+    write_json(run / "meta.json", {"label": ESCAPES + " | col", "tags": [], "note": ESCAPES, "archived": False})
+    for flags in ([], ["--md"]):
+        assert main(["runs", str(tmp_path), *flags]) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\x9b" not in out, flags
+        assert "\\x1b[2J" in out  # shown, not obeyed
+    assert main(["runs", str(tmp_path), "--md"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "L1_a" in line)
+    assert row.count(" | ") == 6  # the label's own "|" does not open a column

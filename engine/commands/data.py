@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from common.text import plural
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="dataset tools (inspect, pack)")
@@ -31,7 +33,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     lens = info["seq_len"]
-    print(f"{info['path']}: {info['format']}, {info['samples']} samples in {info['chunks']} chunk(s), "
+    print(f"{info['path']}: {info['format']}, {plural(info['samples'], 'sample')} in {plural(info['chunks'], 'chunk')}, "
           f"hidden {info['hidden_dim']}, padded to {info['padded_len']}, {info['dtype']}, "
           f"{info['bytes_on_disk'] / 1e6:.1f} MB on disk")
     print(f"sequence length: min {lens['min']}, median {lens['median']:g}, mean {lens['mean']:g}, max {lens['max']}; "

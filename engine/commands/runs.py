@@ -16,6 +16,8 @@ import argparse
 import json
 import sys
 
+from common.text import plural, printable
+
 ACTIONS = ("label", "tag", "note", "archive", "unarchive", "delete")
 REFERENCE_NOTE = ("† the reference's figures, from its acceptance_metrics.json: E acc@γ is its sd_consecutive_gamma5, "
                   "speedup its speedup_e2e (docs/SEED.md)")
@@ -129,19 +131,21 @@ def _list(args: argparse.Namespace, directory: str | None) -> int:
             accept = "–" if r.accept_90 is None else f"{100 * r.accept_90:.1f}%"
             speedup = "–" if r.speedup is None else f"{r.speedup:.2f}x" + ("†" if r.eval_source == "reference" else "")
             name = r.run + (f" ({r.label})" if r.label else "") + ("" if r.state == "done" else f" [{r.state}]")
+            name = printable(name).replace("|", "\\|")  # a user's label: no escapes, no extra column
             print(f"| {name} | {r.level} | {_params(r.params)} | {_fmt(r.best_val_loss, '.4f')} | "
                   f"{_fmt(r.cos_sim, '.3f')} | {accept} | {speedup} |")
         if effects is not None:
             from engine.rundir.hparams import markdown
 
-            print(f"\nWhich settings matter in sweep {args.sweep} ({len(rows)} runs):\n")
+            print(f"\nWhich settings matter in sweep {args.sweep} ({plural(len(rows), 'run')}):\n")
             print(markdown(effects, args.metric))
         return 0
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     reference = any(r.eval_source == "reference" for r in rows)
-    table = Table(title=f"Runs in {runs.describe()}", caption=REFERENCE_NOTE if reference else None)
+    table = Table(title=Text(f"Runs in {printable(runs.describe())}"), caption=REFERENCE_NOTE if reference else None)
     columns = ("run", "level", "params", "state", "epochs", "val loss", "cos", "acc@.90", "cons@.90",
                "E acc@γ", "speedup", "time", "tags")
     for name in columns:
@@ -151,10 +155,11 @@ def _list(args: argparse.Namespace, directory: str | None) -> int:
         state = r.state if not r.error else f"{r.state} ({r.error})"
         mark = "†" if r.eval_source == "reference" else ""
         name = r.run + (f" · {r.label}" if r.label else "") + (" (archived)" if r.archived else "")
+        name, state = Text(printable(name)), Text(printable(state))  # user-written: no markup, no escapes
         table.add_row(name, r.level, _params(r.params), state, epochs, _fmt(r.best_val_loss, ".4f"),
                       _fmt(r.cos_sim, ".3f"), _fmt(r.accept_90, ".3f"), _fmt(r.consecutive_90, ".2f"),
                       _fmt(r.expected_tokens, ".2f") + mark, _fmt(r.speedup, ".2f") + mark, _duration(r.duration_s),
-                      " ".join(r.tags))
+                      Text(printable(" ".join(r.tags))))
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)
     if effects is not None:
@@ -270,7 +275,7 @@ def _action(action: str, words: list[str], args: argparse.Namespace) -> int:
             print(f"{target.name}: {action}d" + (" (hidden; `runs --archived` lists it)" if action == "archive" else ""))
     else:
         if not opts.yes:
-            raise UserInputError(f"this deletes {len(targets)} run(s) and their checkpoints for good; add --yes "
+            raise UserInputError(f"this deletes {plural(len(targets), 'run')} and their checkpoints for good; add --yes "
                                  "(or archive them: `runs archive` hides a run and keeps it)")
         for target in targets:
             left = delete_run(target, root)

@@ -11,6 +11,7 @@ from typing import Any
 from common.errors import UserInputError
 from common.fileio import ReadError, read_json
 from common.names import is_safe_name
+from common.text import plural
 from engine.rundir.layout import EXTRACT_STATUS
 
 MODEL_DTYPES = ("fp32", "bf16", "fp16")
@@ -132,7 +133,7 @@ def progress_text(status: dict[str, Any] | None) -> str:
     done, total = status.get("samples_done"), status.get("samples_total")
     if not isinstance(done, int) or not isinstance(total, int):
         return ""
-    text = f"{done}/{total} samples"
+    text = f"{done}/{plural(total, 'sample')}"
     rate = status.get("alignment_rate")
     if isinstance(rate, (int, float)) and rate < 1:
         text += f", {rate:.0%} aligned"

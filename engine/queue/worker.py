@@ -25,6 +25,7 @@ from typing import Callable, TextIO
 
 from common.errors import UserInputError
 from common.fileio import ReadError, open_regular, read_json, write_json
+from common.text import plural
 from engine.extract.options import JOB_KIND, ExtractOptions
 from engine.launch import torchrun_command
 from engine.process import is_running, terminate_group
@@ -254,7 +255,7 @@ class Worker:
 
         opened = advance_studies(self.runs_dir, self.queue)
         if opened:
-            self.log(f"sweep trial job(s) {', '.join(map(str, opened))} queued")
+            self.log(f"sweep trial {'job' if len(opened) == 1 else 'jobs'} {', '.join(map(str, opened))} queued")
         return opened
 
     def _recover(self) -> None:
@@ -365,7 +366,7 @@ class Worker:
 
     def _shutdown(self) -> None:
         name = signal.Signals(self._stop_signal).name
-        self.log(f"{name} received: cancelling {len(self.children)} running job(s), then exiting")
+        self.log(f"{name} received: cancelling {plural(len(self.children), 'running job')}, then exiting")
         start = time.monotonic()
         for child in self.children.values():
             if child.term_sent_at is None:

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from common.errors import UserInputError
 from common.fileio import ReadError, read_json, write_json
+from common.text import control_character
 from engine.rundir.layout import META, is_run_dir
 from engine.rundir.states import now_iso
 
@@ -95,6 +96,10 @@ def update_meta(run_dir: str | os.PathLike, *, label: str | None = None, clear_l
         raise UserInputError(f"{run_dir} is not a run directory (no config.json, history.json or status.json)")
     if label is not None and (not label.strip() or len(label) > MAX_LABEL or "\n" in label):
         raise UserInputError(f"a label is one line of 1 to {MAX_LABEL} characters")
+    for what, text, multiline in (("label", label, False), ("note", note, True)):
+        bad = control_character(text, multiline=multiline) if text is not None else None
+        if bad:  # it would reach every terminal that shows the run
+            raise UserInputError(f"the {what} holds the control character {bad}; write it without escape sequences")
     if note is not None and len(note) > MAX_NOTE:
         raise UserInputError(f"a note holds at most {MAX_NOTE:,} characters")
     tag_changes([*add_tags, *(f"-{t}" for t in remove_tags)])

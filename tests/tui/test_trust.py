@@ -340,3 +340,24 @@ async def test_a_dataset_registered_by_extract_appears_in_the_launch_list(runs, 
         register_dataset(config, "third", tmp_path / "x" / "train")
         assert await wait_for(pilot, lambda: "third" in names())  # the form is rebuilt
         assert await wait_for(pilot, lambda: shows("another"))
+
+
+async def test_escape_sequences_in_what_users_wrote_are_shown_not_obeyed(runs, app_factory):
+    from common.fileio import write_json
+    from tui_support import make_run
+
+    run = make_run(runs, "L1", "L1_20261205_010101")
+    write_json(run / "meta.json", {"label": "x\x1b[2J\x1b[31mRED", "tags": [], "note": "see \x1b]0;pwned\x07",
+                                   "archived": False})
+    (run / "train.log").write_text("epoch 1\x1b[2J\x1b[H done\n")
+    app = app_factory()
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert await wait_for(pilot, lambda: "\\x1b[31mRED" in screen_text(app))  # the label column
+        assert "1 run" in screen_text(app) and "1 runs" not in screen_text(app)
+        app.main.leaderboard.select_path(str(run))
+        assert await wait_for(pilot, lambda: app.main.selected == str(run))
+        await pilot.press("i")
+        assert await wait_for(pilot, lambda: "\\x1b]0;pwned\\x07" in screen_text(app))  # the note, in details
+        assert "\x1b" not in screen_text(app)
+        lines = screen_text(app).splitlines()
+        assert "Runs" in lines[1] and "label" in screen_text(app)  # the tabs and the column titles are intact

@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from common.text import plural
 from engine.rundir.states import STOP_GRACE_S
 from tui.backend import Backend
 from tui.messages import (CancelJob, ClearDone, MoveJob, PaneReady, QueueLoaded, RemoveJob, RetryJob, StartWorker,
@@ -125,7 +126,7 @@ class QueuePane(Vertical):
 
     def action_stop_worker(self) -> None:
         running = [j for j in self.jobs if getattr(j, "state", None) == "running"]
-        question = ("Stop the queue worker?" + (f"\n\nIts {len(running)} running job(s) are cancelled; each keeps "
+        question = ("Stop the queue worker?" + (f"\n\nIts {plural(len(running), 'running job')} {'is' if len(running) == 1 else 'are'} cancelled; each keeps "
                                                  "last.pt, so R (retry with resume) continues it." if running else ""))
         self.app.push_screen(ConfirmScreen(question, "Stop"), lambda yes: yes and self.post_message(StopWorker()))
 
@@ -187,6 +188,6 @@ class QueuePane(Vertical):
     def _stop_worker(self, message: StopWorker) -> None:
         pid, cancelled = self.backend.stop_worker()
         note = "no worker is running" if pid is None else f"stopped the worker (pid {pid})" + (
-            f"; cancelled job(s) {', '.join(map(str, cancelled))}" if cancelled else "")
+            f"; cancelled {'job' if len(cancelled) == 1 else 'jobs'} {', '.join(map(str, cancelled))}" if cancelled else "")
         self.app.call_from_thread(self.notify, note, timeout=6)
         self.load()

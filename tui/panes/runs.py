@@ -17,6 +17,7 @@ from textual.lazy import Lazy
 from textual.widgets import TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from common.text import plural
 from engine.rundir.delete import delete_run
 from engine.rundir.evaluation import parse_any_eval
 from engine.rundir.hparams import METRICS, rank
@@ -327,7 +328,7 @@ class RunsPane(Vertical):
         selected = rows.get(self.selected or "")
         if selected is not None and selected.sweep:
             group = [r for r in rows.values() if r.sweep == selected.sweep]
-            title = f"sweep {selected.sweep}: {len(group)} runs"
+            title = f"sweep {selected.sweep}: {plural(len(group), 'run')}"
         elif len(self.marked) >= 2:
             group = [rows[p] for p in self.marked if p in rows]
             title = f"{len(group)} marked runs"

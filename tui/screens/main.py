@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -22,6 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from adapters.registry import Registry
 from common.errors import ConfigError
+from common.text import printable
 from engine.rundir.layout import RunsDir
 from tui.backend import Backend
 from tui.messages import ForkRun, JobsSubmitted, PaneReady, RegistryReloaded, RunsLoaded
@@ -73,7 +75,7 @@ class MainScreen(Screen):
         self._pending: dict[type, list[Callable]] = {LaunchPane: [], QueuePane: []}
 
     def compose(self) -> ComposeResult:
-        yield Static(f"runs {self.runs.describe()}", id="header")
+        yield Static(Text(f"runs {printable(self.runs.describe())}"), id="header")
         with TabbedContent(id="tabs", initial="runs"):
             with TabPane("Runs 1", id="runs"):
                 yield RunsPane(self.runs_dir, self.backend, bell=self.bell, id="runs-pane")
@@ -173,7 +175,7 @@ class MainScreen(Screen):
                 self.launch.set_first_run(False)  # a dataset now exists (registered by extract, say)
         else:
             self.with_pane(LaunchPane, lambda pane: self.call_later(pane.set_registry, message.registry))
-        self.notify("adapters.toml reloaded" + (f": new level(s) {', '.join(added)}" if added else ""), timeout=4)
+        self.notify("adapters.toml reloaded" + (f": new {'level' if len(added) == 1 else 'levels'} {', '.join(added)}" if added else ""), timeout=4)
 
     # -- requests that cross panes -----------------------------------------------------------
     @on(RunsLoaded)

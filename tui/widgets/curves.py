@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 from textual_plotext import PlotextPlot
 
+from common.text import plural
 from tui.widgets.throttle import ThrottledRedraw
 from tui.data import ema, fmt_duration, fmt_float, fmt_int
 
@@ -207,7 +208,7 @@ class CurvesPanel(ThrottledRedraw, Vertical):
     def _update_progress(self) -> None:
         text = progress_text(self.status, self.state)
         if not text and self.title:
-            text = f"{self.title}: {len(self.history.get('val_loss', []))} epochs"
+            text = f"{self.title}: {plural(len(self.history.get('val_loss', [])), 'epoch')}"
         self.query_one("#progress", Static).update(text)
         system = self.status.get("system") if isinstance(self.status.get("system"), dict) else {}
         running = self.state == "running" and bool(system or self.steps)
@@ -219,7 +220,7 @@ class CurvesPanel(ThrottledRedraw, Vertical):
             spark = self.query_one("#spark", Sparkline)
             spark.display = bool(values)  # no steps.jsonl yet: no line rather than a flat one
             spark.data = values or [0.0]
-            spark.tooltip = f"{'GPU utilisation' if key == 'gpu_util' else 'CPU %'}, last {len(values)} points"
+            spark.tooltip = f"{'GPU utilisation' if key == 'gpu_util' else 'CPU %'}, last {plural(len(values), 'point')}"
 
     def redraw(self) -> None:
         self.drawn_history = self.history

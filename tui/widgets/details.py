@@ -12,12 +12,13 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from common.text import printable
 from engine.rundir.diff import config_diff, flatten
 
 
-def _value(v: Any) -> str:
-    text = str(v)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _value(v: Any) -> Text:
+    text = printable(v)
+    return Text(text if len(text) <= 80 else text[:77] + "...")
 
 
 class RunDetails(VerticalScroll):
@@ -60,16 +61,16 @@ class RunDetails(VerticalScroll):
         """A RunData: what the leaderboard's cells leave out first, then the config."""
         run = data.summary
         head = Text()
-        head.append(run.run, style="bold")
+        head.append(printable(run.run), style="bold")
         head.append(f"  {run.state}")
         if run.label:
-            head.append(f"  · {run.label}", style="italic")
+            head.append(f"  · {printable(run.label)}", style="italic")
         if run.archived:
             head.append("  · archived", style="dim")
         if run.tags:
-            head.append("\ntags: " + " ".join(run.tags), style="cyan")
+            head.append("\ntags: " + printable(" ".join(run.tags)), style="cyan")
         if run.note:
-            head.append("\nnote: " + run.note)
+            head.append("\nnote: " + printable(run.note, multiline=True))
         self.show_config(run.run, data.config, data.problems, run.error, head)
 
     def show_config(self, name: str, config: dict, problems: list[str], error: str | None = None,
@@ -85,7 +86,7 @@ class RunDetails(VerticalScroll):
         from rich.console import Group
 
         parts = ([head] if head is not None else []) + (
-            [Text("\n".join(f"⚠ {n}" for n in notes), style="bold red")] if notes else []) + [table]
+            [Text(printable("\n".join(f"⚠ {n}" for n in notes), multiline=True), style="bold red")] if notes else []) + [table]
         body: Any = Group(*parts)
         self.query_one("#details-body", Static).update(body)
 

@@ -25,6 +25,7 @@ from textual.widgets.selection_list import Selection
 from adapters import seed
 from adapters.registry import LevelSpec, Registry
 from common.errors import UserInputError
+from common.text import plural
 from engine.queue.sweep import parse_axis
 from engine.settings import ARCH_FIELDS, FIELD, TRAIN_FIELDS, Field
 from tui.data import fmt_int
@@ -242,7 +243,7 @@ class LaunchForm(VerticalScroll):
         t = spec.train
         self.query_one("#level-info", Static).update(
             f"[b]{key}[/b] {spec.name} · {fmt_int(count) if count is not None else '…'} params at H={self.hidden_dim}"
-            f" · reads {spec.consumes} · defaults: {t['num_epochs']} epochs, batch {t['batch_size']}, "
+            f" · reads {spec.consumes} · defaults: {plural(t['num_epochs'], 'epoch')}, batch {t['batch_size']}, "
             f"lr {t['learning_rate']:g}, early stop {t['early_stopping']}\n{spec.description}")
 
     @on(SelectionList.SelectionHighlighted, "#levels")
@@ -338,8 +339,10 @@ class LaunchForm(VerticalScroll):
             return
         self.dataset_ok = True
         hidden = info.get("hidden_dim")
-        box.update(Text(f"✓ {info.get('format', '?')} · {fmt_int(info.get('samples'))} samples · "
-                        f"{info.get('chunks', '?')} chunks · hidden {hidden}", style="green"))
+        samples, chunks = info.get("samples"), info.get("chunks")
+        box.update(Text(f"✓ {info.get('format', '?')} · {fmt_int(samples)} sample{'' if samples == 1 else 's'} · "
+                        f"{chunks if chunks is not None else '?'} chunk{'' if chunks == 1 else 's'} · hidden {hidden}",
+                        style="green"))
         if isinstance(hidden, int) and hidden > 0 and (hidden != self.hidden_dim or not self.params):
             self.post_message(self.ParamsWanted(hidden))
 

@@ -18,6 +18,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
+from common.text import plural, printable
 from engine.rundir.query import FilterError, parse_filter
 from engine.rundir.summary import HIGHER_IS_BETTER, RunSummary, SORT_KEYS, sort_runs
 from tui.data import fmt_duration, fmt_float, fmt_int
@@ -66,7 +67,9 @@ class Cell:
     __slots__ = ("plain", "style", "justify")
 
     def __init__(self, plain: str, style: str = "", justify: str = "left") -> None:
-        self.plain, self.style, self.justify = plain, style, justify
+        # a label, tag or run name is someone's writing: its escape sequences are shown, not obeyed
+        self.plain = plain if plain.isprintable() else printable(plain)
+        self.style, self.justify = style, justify
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield Text(self.plain, style=self.style, justify=self.justify, no_wrap=True, overflow="ellipsis", end="")
@@ -328,7 +331,7 @@ class Leaderboard(Vertical):
     def _update_tooltip(self, path: str | None) -> None:
         """The highlighted run's message (a failed run's error), else the keys."""
         run = self.rows.get(path or "")
-        self.table.tooltip = (f"{run.state}: {run.error}" if run and run.error else
+        self.table.tooltip = (Text(printable(f"{run.state}: {run.error}")) if run and run.error else
                               "space mark · s sort · / filter · f fork · R resume · o columns · ? all keys")
 
     @on(DataTable.HeaderSelected, "#runs-table")
@@ -345,7 +348,7 @@ class Leaderboard(Vertical):
         arrow = "↑" if self.reverse else "↓"
         shown, total = len(self._order), len(self.rows)
         archived = sum(r.archived for r in self.rows.values())
-        count = f"{shown} of {total} runs" if shown != total else f"{total} runs"
+        count = f"{shown:,} of {plural(total, 'run')}" if shown != total else plural(total, "run")
         hidden = f" ({archived} archived hidden: .)" if archived and not self.show_archived else ""
         problem = f" · [b red]filter: {self.filter_error}[/]" if self.filter_error else (
             f" · filter {self.filter_text}" if self.filter_text else "")

@@ -7,6 +7,7 @@ from pathlib import Path
 from textual import work
 from textual.widgets import Log
 
+from common.text import printable
 from engine.rundir.layout import LOG
 from engine.rundir.files import read_tail
 
@@ -50,4 +51,4 @@ class LogTail(Log):
                 self.write_line(f"({LOG} not written yet)")
         self._offset = offset
         if text:
-            self.write(text)
+            self.write(printable(text, multiline=True))  # a log line may carry a terminal's escapes

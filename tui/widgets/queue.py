@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from common.text import printable
 from engine.extract.options import job_progress
 from tui.widgets.leaderboard import STATE_STYLE
 
@@ -132,6 +133,7 @@ class JobsTable(DataTable):
         if "/" in dataset:  # a path: its last two parts say enough (demo/train)
             dataset = "/".join(dataset.rstrip("/").split("/")[-2:])
         epochs = (progress or {}).get(_get(job, "id"), str(args.get("num_epochs", "")))
+        error = " ".join(str(_get(job, "error") or "").split())
         return (str(_get(job, "id")), Text(label, style=STATE_STYLE.get(state, "")), str(_get(job, "level")),
-                run.rstrip("/").rsplit("/", 1)[-1], epochs, nproc_text(job), gpus_text(job),
-                dataset, Text(" ".join(str(_get(job, "error") or "").split()), style="red"))
+                Text(printable(run.rstrip("/").rsplit("/", 1)[-1])), epochs, nproc_text(job), gpus_text(job),
+                Text(printable(dataset)), Text(printable(error), style="red"))
