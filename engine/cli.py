@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from common.errors import UserInputError
-from engine.commands import bench, checkpoint, data, evaluate, extract, levels, queue, runs, synth, train
+from engine.commands import bench, checkpoint, data, evaluate, extract, levels, queue, runs, speculate, synth, train
 
-SUBCOMMANDS = (levels, data, synth, extract, train, evaluate, checkpoint, runs, bench, queue)
+SUBCOMMANDS = (levels, data, synth, extract, train, evaluate, speculate, checkpoint, runs, bench, queue)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,9 @@ def add_extract_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", type=int, default=-1, help="which entry of the models' hidden_states: 0 the "
                    "embeddings, N after block N, -1 the last (for Llama-family models after the final norm, so the "
                    f"verifier's LM head applies to it directly) {d}")
+    p.add_argument("--drafter_layers", type=int, metavar="K", help="self-speculation: the drafter is the first K "
+                   "decoder layers of its model (give one model as --drafter and --verifier; speculate takes the "
+                   "same option)")
     p.add_argument("--max_seq", type=int, default=256, help=f"aligned positions kept per sample {d}")
     p.add_argument("--samples", type=int, default=None, help="use the first N prompts (default: all)")
     p.add_argument("--batch_size", type=int, default=8, help=f"prompts per forward pass {d}")
@@ -58,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def options_from(args: argparse.Namespace) -> ExtractOptions:
     return ExtractOptions(
         drafter=args.drafter, verifier=args.verifier, prompts=args.prompts, out=args.out, layer=args.layer,
-        max_seq=args.max_seq, samples=args.samples, batch_size=args.batch_size, chunk_size=args.chunk_size,
+        drafter_layers=args.drafter_layers, max_seq=args.max_seq, samples=args.samples, batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
         dtype=args.dtype, store=args.store, device=args.device, val_split=args.val_split, seed=args.seed,
         format=args.format, trust_remote_code=args.trust_remote_code, register=args.register, config=args.config)
 

@@ -90,3 +90,25 @@ def lm_head(model: Any) -> torch.Tensor:
     if head is None or not hasattr(head, "weight"):
         raise UserInputError("the verifier has no output embedding to save as lm_head.pt")
     return head.weight.detach().float().cpu().clone()
+
+
+def early_exit(model: Any, layers: int) -> Any:
+    """The model's first `layers` decoder layers (then its final norm), sharing its weights: the
+    drafter of self-speculation. The model itself is left whole."""
+    import copy
+
+    base = model.base_model
+    total = model.config.num_hidden_layers
+    name = next((n for n, child in base.named_children() if isinstance(child, torch.nn.ModuleList) and len(child) == total),
+                None)
+    if name is None:
+        raise UserInputError(f"--drafter_layers: cannot find the decoder layers of this {type(model).__name__}")
+    config = copy.copy(model.config)
+    config.num_hidden_layers = layers
+    short_base = copy.copy(base)
+    short_base._modules = {**base._modules, name: torch.nn.ModuleList(list(getattr(base, name))[:layers])}
+    short_base.config = config
+    short = copy.copy(model)
+    short._modules = {**model._modules, model.base_model_prefix: short_base}
+    short.config = config
+    return short

@@ -32,6 +32,7 @@ class ExtractOptions:
     prompts: str
     out: str
     layer: int = -1
+    drafter_layers: int | None = None  # self-speculation: the drafter is its model's first K decoder layers
     max_seq: int = 256
     samples: int | None = None
     batch_size: int = 8
@@ -50,6 +51,8 @@ class ExtractOptions:
         for name, low in (("max_seq", 1), ("batch_size", 1), ("chunk_size", 1)):
             if getattr(self, name) < low:
                 return f"--{name} must be >= {low}, got {getattr(self, name)}"
+        if self.drafter_layers is not None and self.drafter_layers < 1:
+            return f"--drafter_layers must be >= 1, got {self.drafter_layers}"
         if self.samples is not None and self.samples < 2:
             return f"--samples must be >= 2 (one at least for validation), got {self.samples}"
         if not 0 < self.val_split < 1:
@@ -65,7 +68,8 @@ class ExtractOptions:
         """What decides the data (not the device or batch size): a resume must match it."""
         keep = ("drafter", "verifier", "layer", "max_seq", "samples", "chunk_size", "dtype", "store", "val_split",
                 "seed", "format")
-        return {**{k: getattr(self, k) for k in keep}, "prompts": str(Path(self.prompts).resolve()),
+        early_exit = {} if self.drafter_layers is None else {"drafter_layers": self.drafter_layers}  # older states lack it
+        return {**{k: getattr(self, k) for k in keep}, **early_exit, "prompts": str(Path(self.prompts).resolve()),
                 "prompts_sha256": prompts_sha}
 
     def absolute(self) -> "ExtractOptions":

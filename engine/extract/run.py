@@ -84,6 +84,11 @@ def check(options: ExtractOptions) -> Plan:
         raise UserInputError(f"the drafter's hidden size {configs[0]['hidden_size']} and the verifier's "
                              f"{configs[1]['hidden_size']} differ: the adapters map H to H (as EventGPT and "
                              "Video-LLaVA, both 4096); pick two models of the same hidden size")
+    if options.drafter_layers is not None:
+        if configs[0]["layers"] is not None and options.drafter_layers > configs[0]["layers"]:
+            raise UserInputError(f"--drafter_layers {options.drafter_layers}: the drafter has {configs[0]['layers']} "
+                                 "decoder layers")
+        configs[0] = {**configs[0], "layers": options.drafter_layers}
     for config, flag in zip(configs, ("--drafter", "--verifier")):
         _layer_index(options.layer, config["layers"], flag)
     if options.register:
@@ -174,8 +179,11 @@ def _extract(plan: Plan, progress: Callable[[int, int, str], None], stop: Callab
     if os.environ.get(RUN_DIR_FILE_ENV):  # the queue worker learns where this job writes
         Path(os.environ[RUN_DIR_FILE_ENV]).write_text(str(out.resolve()))
     writers = {split: SplitWriter(out / split, o.format, o.store, o.chunk_size, plan.state[split]) for split in SPLITS}
-    drafter = models.load_model(o.drafter, "--drafter", o.dtype, plan.device, o.trust_remote_code)
     verifier = models.load_model(o.verifier, "--verifier", o.dtype, plan.device, o.trust_remote_code)
+    drafter = verifier if Path(o.drafter) == Path(o.verifier) else models.load_model(
+        o.drafter, "--drafter", o.dtype, plan.device, o.trust_remote_code)
+    if o.drafter_layers is not None:
+        drafter = models.early_exit(drafter, o.drafter_layers)
     caps = [c["max_positions"] for c in (plan.drafter_config, plan.verifier_config)]
     todo = [i for i in range(len(plan.samples))
             if i >= plan.state["val" if i in plan.val else "train"]["next"]]

@@ -18,6 +18,8 @@ from common.project import find_project
 # The files of a run directory (docs/CONTRACT.md describes each).
 CONFIG, HISTORY, STATUS, LOG = "config.json", "history.json", "status.json", "train.log"
 BEST, LAST, FINAL, CURVES, EVAL = "best_model.pt", "last.pt", "final_model.pt", "training_curves.png", "eval.json"
+SPECULATE = "speculate.json"  # the measured speedup of the draft-verify loop (adapter-engine speculate)
+SPECULATE_PROGRESS = "speculate_status.json"  # a running speculation's progress
 LOCK = ".lock"  # flock-ed by the one process that trains the run
 META = "meta.json"  # the user's label, tags, note and archive flag (never written by the trainer)
 STEPS = "steps.jsonl"  # within-epoch points, appended while training
@@ -25,8 +27,8 @@ STEPS = "steps.jsonl"  # within-epoch points, appended while training
 REFERENCE_METRICS, REFERENCE_POSITIONS = "acceptance_metrics.json", "position_stats.json"
 CHECKPOINTS = (BEST, FINAL, LAST)  # a run directory's checkpoint, in order of preference
 # Every file a run directory may hold by this contract: what deleting a run removes, and nothing else.
-RUN_FILES = (CONFIG, HISTORY, STATUS, LOG, BEST, LAST, FINAL, CURVES, EVAL, META, STEPS, LOCK,
-             REFERENCE_METRICS, REFERENCE_POSITIONS)
+RUN_FILES = (CONFIG, HISTORY, STATUS, LOG, BEST, LAST, FINAL, CURVES, EVAL, META, STEPS, LOCK, SPECULATE,
+             SPECULATE_PROGRESS, REFERENCE_METRICS, REFERENCE_POSITIONS)
 
 # An extraction job reports here in the dataset it writes (a dataset has no status.json).
 EXTRACT_STATUS = "extract_status.json"

@@ -24,11 +24,12 @@ FIELDS: dict[str, str] = {
     "acc": "accept_90", "acc90": "accept_90", "accept_90": "accept_90",
     "cons": "consecutive_90", "consecutive_90": "consecutive_90",
     "prefix": "prefix_mean_90", "etok": "expected_tokens", "expected_tokens": "expected_tokens",
-    "speedup": "speedup", "time": "duration_s", "duration_s": "duration_s",
+    "speedup": "speedup", "estimate": "speedup", "speedup_measured": "speedup_measured",
+    "measured": "speedup_measured", "tau": "tau", "time": "duration_s", "duration_s": "duration_s",
     "label": "label", "tag": "tags", "tags": "tags", "note": "note", "error": "error", "archived": "archived",
 }
 NAMES = ("run", "level", "state", "params", "epoch", "val", "cos", "acc", "cons", "prefix", "etok", "speedup",
-         "time", "label", "tag", "note", "error", "archived")
+         "measured", "tau", "time", "label", "tag", "note", "error", "archived")
 TEXT_ATTRS = ("run", "level", "state", "label", "note", "error")
 OPERATORS = (">=", "<=", "!=", ">", "<", "=", "~")
 TERM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(>=|<=|!=|>|<|=|~)(.*)$")
@@ -86,7 +87,7 @@ class Filter:
 
 
 NUMERIC = {"params", "epochs_done", "best_val_loss", "cos_sim", "accept_90", "consecutive_90", "prefix_mean_90",
-           "expected_tokens", "speedup", "duration_s"}
+           "expected_tokens", "speedup", "speedup_measured", "tau", "duration_s"}
 
 
 def parse_filter(text: str) -> Filter:

@@ -17,8 +17,10 @@ from typing import Any
 from adapters import seed
 from common.fileio import ReadError, read_json
 from engine.rundir.evaluation import PRIMARY_THRESHOLD, eval_key
-from engine.rundir.layout import CONFIG, EVAL, HISTORY, META, REFERENCE_METRICS, STATUS, iter_run_dirs, level_of_name
+from engine.rundir.layout import (CONFIG, EVAL, HISTORY, META, REFERENCE_METRICS, SPECULATE, STATUS, iter_run_dirs,
+                                  level_of_name)
 from engine.rundir.meta import parse_meta
+from engine.rundir.speculation import parse_speculation, primary
 from engine.rundir.states import age_s, effective_state
 
 
@@ -42,7 +44,10 @@ class RunSummary:
     error: str | None = None
     prefix_mean_90: float | None = None
     expected_tokens: float | None = None
-    speedup: float | None = None
+    speedup: float | None = None          # estimated from cosine acceptance (eval.json)
+    speedup_measured: float | None = None  # measured in the draft-verify loop (speculate.json)
+    tau: float | None = None               # measured tokens per verifier step
+    measured_gamma: int | None = None
     eval_source: str = "ours"  # "reference": the acceptance columns come from its acceptance_metrics.json
     progress: dict[str, Any] = field(default_factory=dict)
     label: str | None = None   # meta.json: the user's words about the run
@@ -141,6 +146,12 @@ def summarize(run_dir: Path | str) -> RunSummary:
             row.expected_tokens = _number(metrics.get("sd_consecutive_gamma5"))
             row.speedup = _number(metrics.get("speedup_e2e"))
 
+    if os.path.exists(os.path.join(run_dir, SPECULATE)):
+        speculation = load(SPECULATE)
+        measured = primary(speculation, parse_speculation(speculation)) if speculation else None
+        if measured is not None:
+            row.speedup_measured, row.tau, row.measured_gamma = measured.speedup, measured.tau, measured.gamma
+
     if os.path.exists(os.path.join(run_dir, META)):
         meta = parse_meta(load(META))
         row.label, row.tags, row.note, row.archived = meta.label, meta.tags, meta.note, meta.archived
@@ -173,9 +184,9 @@ def load_runs(root: Path) -> list[RunSummary]:
 
 
 SORT_KEYS = ("run", "level", "params", "state", "epochs_done", "best_val_loss", "cos_sim", "accept_90",
-             "consecutive_90", "duration_s", "prefix_mean_90", "expected_tokens", "speedup")
+             "consecutive_90", "duration_s", "prefix_mean_90", "expected_tokens", "speedup", "speedup_measured", "tau")
 HIGHER_IS_BETTER = {"cos_sim", "accept_90", "consecutive_90", "prefix_mean_90", "expected_tokens", "speedup",
-                    "epochs_done", "params"}
+                    "speedup_measured", "tau", "epochs_done", "params"}
 
 
 def sort_runs(rows: list[RunSummary], key: str) -> list[RunSummary]:

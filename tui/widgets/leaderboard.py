@@ -38,19 +38,24 @@ COLUMNS = [
     ("duration_s", "time", fmt_duration),
     ("prefix_mean_90", "prefix@.90", lambda v: fmt_float(v, 2)),
     ("expected_tokens", "E[tok]", lambda v: fmt_float(v, 2)),
-    ("speedup", "speedup", lambda v: fmt_float(v, 2) + "x" if v is not None else "—"),
+    ("speedup", "est.×", lambda v: fmt_float(v, 2) + "x" if v is not None else "—"),
+    ("speedup_measured", "meas.×", lambda v: fmt_float(v, 2) + "x" if v is not None else "—"),
+    ("tau", "τ", lambda v: fmt_float(v, 2)),
     ("tags", "tags", lambda v: " ".join(v)),
     ("sweep", "sweep", lambda v: v or ""),
 ]
 HEADERS = {key: header for key, header, _ in COLUMNS}
 # What fits 80 columns (with the mark and the table's padding): the default on narrow terminals.
 COMPACT = ("run", "level", "state", "epochs_done", "best_val_loss", "accept_90", "speedup")
+# ... once a run has a measured speedup: the measured figures take the place of the proxies.
+COMPACT_MEASURED = ("run", "level", "state", "best_val_loss", "speedup", "speedup_measured", "tau")
 EVAL_KEYS = {"prefix_mean_90", "expected_tokens", "speedup"}  # shown once a run has eval.json
+MEASURED_KEYS = {"speedup_measured", "tau"}                   # shown once a run has speculate.json
 META_KEYS = {"label", "tags", "sweep"}                        # shown once a run has them
 WIDE = 120
 REFERENCE_COLUMNS = {"prefix_mean_90", "expected_tokens", "speedup"}
 BEST_COLUMNS = {"best_val_loss", "cos_sim", "accept_90", "consecutive_90", "prefix_mean_90",
-                "expected_tokens", "speedup"}
+                "expected_tokens", "speedup", "speedup_measured", "tau"}
 STATE_STYLE = {"running": "bold cyan", "done": "green", "failed": "bold red", "diverged": "bold red",
                "cancelled": "yellow", "interrupted": "yellow", "queued": "dim", "unreadable": "bold red"}
 MARK = "●"
@@ -158,10 +163,11 @@ class Leaderboard(Vertical):
         """Every column the data can fill now (eval and meta columns once a run has them)."""
         rows = self.rows.values()
         has_eval = any(r.speedup is not None or r.prefix_mean_90 is not None for r in rows)
+        has_measured = any(r.speedup_measured is not None for r in rows)
         has_meta = {"label": any(r.label for r in rows), "tags": any(r.tags for r in rows),
                     "sweep": any(r.sweep for r in rows)}
-        return [k for k, _, _ in COLUMNS
-                if (k not in EVAL_KEYS or has_eval) and (k not in META_KEYS or has_meta[k])]
+        return [k for k, _, _ in COLUMNS if (k not in EVAL_KEYS or has_eval) and (k not in MEASURED_KEYS or has_measured)
+                and (k not in META_KEYS or has_meta[k])]
 
     def _wanted_keys(self) -> list[str]:
         available = self.available()
@@ -169,7 +175,8 @@ class Leaderboard(Vertical):
             keys = [k for k in self.chosen if k in HEADERS]
             return ["run"] + [k for k in keys if k != "run"]
         if self.size.width and self.size.width < WIDE:
-            return [k for k in COMPACT if k in available]
+            compact = COMPACT_MEASURED if "speedup_measured" in available else COMPACT
+            return [k for k in compact if k in available]
         return available
 
     def choose_columns(self, keys: list[str] | None) -> None:
