@@ -7,11 +7,17 @@ the accepted prefix: the number of leading valid positions that are all accepted
   prefix_length[τ]           mean, median and p90 of L over samples
   accept_by_position[τ][k-1] fraction of samples whose first k positions are all accepted (L >= k)
   expected_accepted[τ][γ]    E[min(L, γ)]: tokens accepted per verification step with draft length γ
-  speedup                    (E[min(L, γ)] + 1) / (1 + γ · draft_cost) at the primary threshold:
-                             each verification step yields the accepted drafts plus one token
-                             from the verifier, and costs one verifier step plus γ draft steps.
-  token_top1 / _top5 / _top10  with an LM head: argmax(head·target) is the argmax / in the top
-                             5 / top 10 of head·pred, over valid tokens
+  speedup                    (E[min(L, γ)] + 1) / (verify_cost + γ · draft_cost) at the primary
+                             threshold, an estimate: each verification step yields the accepted
+                             drafts plus one token from the verifier, and costs a verifier step
+                             plus γ draft steps, in units of one plain decode step. With the
+                             run's speculate.json the costs are the measured ones
+                             (cost_source), else verify_cost 1 and the fixed draft_cost.
+  val_loss, cos_sim          the level's own loss and the mean cosine (the reference's
+                             cos_sim_mean), computed as the trainer computes them
+  token_top1_match / _top5_match / _top10_match  with an LM head: argmax(head·target) is the
+                             argmax / in the top 5 / top 10 of head·pred, over valid tokens (the
+                             draft token speculate proposes is argmax(head·pred))
 
 Beside these, the reference's own definitions (its measure_feature_acceptance.py; docs/SEED.md
 says how they differ):
@@ -32,7 +38,7 @@ import torch
 
 from adapters import seed
 from adapters.checkpoint import load_adapter, safe_load
-from adapters.losses import token_cosine
+from adapters.losses import batch_objective, token_cosine
 from adapters.padding import Padding
 from adapters.reference import lm_head_weight
 from adapters.registry import eval_problem
@@ -43,10 +49,11 @@ from engine.data.dataset import open_dataset, split_train_val
 from engine.data.formats import Dataset
 from engine.data.loader import val_loader
 from engine.device import pick_device, to_device
-from engine.metrics import leading_run
+from engine.metrics import MetricAccumulator, leading_run
 from engine.rundir.evaluation import PRIMARY_THRESHOLD, eval_key, write_eval
 from engine.rundir.files import history_key
-from engine.rundir.layout import CONFIG, checkpoint_of
+from engine.rundir.layout import CONFIG, SPECULATE, checkpoint_of
+from engine.rundir.speculation import primary, read_speculation
 from engine.settings import TrainSettings
 
 MAX_GAMMA = 8  # expected_accepted is tabled for γ = 1..8
@@ -141,7 +148,8 @@ class SpecDecodeAccumulator:
             self.by_position = grown
         self.by_position[: sums.shape[0]] += sums.cpu()
 
-    def compute(self, gamma: int, draft_cost: float, timing: dict[str, float] | None = None) -> dict[str, Any]:
+    def compute(self, gamma: int, draft_cost: float, timing: dict[str, float] | None = None,
+                verify_cost: float = 1.0) -> dict[str, Any]:
         """Everything above; `reference_speedup` only when `timing` gives the reference's timings."""
         lengths = torch.cat(self.prefix).double()                          # [N, T]
         positions = torch.arange(1, self.max_len + 1, dtype=torch.double)
@@ -162,14 +170,14 @@ class SpecDecodeAccumulator:
         expected_at_gamma = torch.minimum(lengths[:, self.thresholds.index(float(primary))],
                                           torch.tensor(float(gamma))).mean().item()
         result.update({
-            "threshold": float(primary), "gamma": gamma, "draft_cost": draft_cost,
+            "threshold": float(primary), "gamma": gamma, "draft_cost": draft_cost, "verify_cost": verify_cost,
             "expected_accepted_at_gamma": expected_at_gamma,
-            "speedup": (expected_at_gamma + 1.0) / (1.0 + gamma * draft_cost),
+            "speedup": (expected_at_gamma + 1.0) / (verify_cost + gamma * draft_cost),
         })
         if self.lm_head is not None:
-            result["token_top1"] = self.top1 / max(self.tokens, 1)
-            result["token_top5"] = self.top5 / max(self.tokens, 1)
-            result["token_top10"] = self.top10 / max(self.tokens, 1)
+            result["token_top1_match"] = self.top1 / max(self.tokens, 1)
+            result["token_top5_match"] = self.top5 / max(self.tokens, 1)
+            result["token_top10_match"] = self.top10 / max(self.tokens, 1)
         result["position_stats"] = self.position_stats()
         if timing is not None:
             primary_lengths = lengths[:, self.thresholds.index(float(primary))]
@@ -217,17 +225,47 @@ def reference_speedup(lengths: torch.Tensor, gamma: int, timing: dict[str, float
             "speedup_e2e": e2e, "speedup_e2e_prefill_aware": aware}
 
 
+@dataclass(frozen=True)
+class MeasuredCosts:
+    """A draft step and a verification step in units of one plain decode step of the verifier,
+    as speculate measured them."""
+    draft_cost: float
+    verify_cost: float
+    source: str
+
+
+def measured_costs(run_dir: Path, gamma: int) -> MeasuredCosts | None:
+    """The run's speculate.json costs (at `gamma` if measured there, else its primary γ)."""
+    data, figures = read_speculation(run_dir)
+    measured = figures.get(gamma) or primary(data, figures)
+    if measured is None or None in (measured.draft_ms_per_token, measured.verify_ms_per_step,
+                                    measured.baseline_ms_per_token) or not measured.baseline_ms_per_token:
+        return None
+    return MeasuredCosts(measured.draft_ms_per_token / measured.baseline_ms_per_token,
+                         measured.verify_ms_per_step / measured.baseline_ms_per_token,
+                         f"{SPECULATE} (γ={measured.gamma})")
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: Dataset, options: EvalOptions, *, lm_head: torch.Tensor | None = None,
-             device: torch.device | str = "cpu", batch_size: int = 64) -> dict[str, Any]:
+             device: torch.device | str = "cpu", batch_size: int = 64,
+             costs: MeasuredCosts | None = None) -> dict[str, Any]:
     device = torch.device(device)
     model = model.to(device).eval()
     acc = SpecDecodeAccumulator(list(options.thresholds), lm_head)
+    scores = MetricAccumulator()  # the level's loss and the mean cosine, as training scores them
     gpu = device.type == "cuda"
     batches = val_loader(data, batch_size, pin_memory=gpu, reuse_buffers=3, gather_ahead=gpu)
     for batch in to_device(batches, device):
-        acc.update(model(batch.egpt, batch.vl, batch.mask, packed=True), batch.vl, batch.mask)
-    return acc.compute(options.gamma, options.draft_cost, options.timing)
+        objective = batch_objective(model, model.predicts_next, batch.egpt, batch.vl, batch.mask)
+        scores.update(objective, batch.mask)
+        acc.update(objective.pred, batch.vl, batch.mask)
+    draft_cost, verify_cost = (costs.draft_cost, costs.verify_cost) if costs else (options.draft_cost, 1.0)
+    result = acc.compute(options.gamma, draft_cost, options.timing, verify_cost)
+    scalars = scores.compute(prefix="")
+    result.update(val_loss=scalars.get("loss"), cos_sim=scalars.get("cos_sim"),
+                  cost_source=costs.source if costs else "draft_cost")
+    return result
 
 
 def record(checkpoint: Path, payload: dict[str, Any], data: Dataset, result: dict[str, Any]) -> dict[str, Any]:
@@ -244,10 +282,11 @@ def _run_settings(run_dir: Path) -> TrainSettings | None:
 
 
 def evaluate_run(target: Path, options: EvalOptions, *, data: str | None = None, lm_head: str | None = None,
-                 device: str = "auto") -> tuple[dict[str, Any], Path]:
+                 device: str = "auto", calibrate: bool = True) -> tuple[dict[str, Any], Path]:
     """Evaluate a run directory (its best checkpoint) or a checkpoint file on the run's own
     validation data (or `data`), and write eval.json beside it. Returns (eval.json's content,
-    its path). Every input is checked before anything is computed or written."""
+    its path). Every input is checked before anything is computed or written. `calibrate`:
+    the speedup estimate uses the costs the run's speculate.json measured, when it has one."""
     from common.fileio import unwritable_dir
 
     torch_device = pick_device(device)  # an unknown or absent device fails before anything is read
@@ -271,7 +310,9 @@ def evaluate_run(target: Path, options: EvalOptions, *, data: str | None = None,
         raise DataError(f"{dataset.path} has hidden size {dataset.hidden_dim} but the checkpoint expects {hidden}")
     head_path = lm_head or (settings.lm_head if settings else None)
     head = load_lm_head(head_path, hidden) if head_path else None
-    result = record(checkpoint, payload, dataset, evaluate(model, dataset, options, lm_head=head, device=torch_device))
+    costs = measured_costs(run_dir, options.gamma) if calibrate else None
+    result = record(checkpoint, payload, dataset, evaluate(model, dataset, options, lm_head=head, device=torch_device,
+                                                           costs=costs))
     return result, write_eval(run_dir, result)
 
 
@@ -283,11 +324,15 @@ def describe(result: dict[str, Any]) -> str:
         "accept rate: " + ", ".join(f"@{k} {v:.3f}" for k, v in result["accept_rate"].items()),
         f"accepted prefix @{tau}: mean {prefix['mean']:.2f}, median {prefix['median']:g}, p90 {prefix['p90']:.1f}",
         "E[min(L, γ)] @" + tau + ": " + ", ".join(f"γ={g} {v:.2f}" for g, v in result["expected_accepted"][tau].items()),
-        f"estimated speedup at γ={result['gamma']}, draft cost {result['draft_cost']:g}: {result['speedup']:.2f}x",
+        f"estimated speedup at γ={result['gamma']}, draft cost {result['draft_cost']:.3g}"
+        + (f", verify cost {result['verify_cost']:.3g} (measured, {result['cost_source']})"
+           if result.get("cost_source", "draft_cost") != "draft_cost" else "") + f": {result['speedup']:.2f}x",
     ]
-    if "token_top1" in result:
-        lines.append(f"token agreement: top-1 {result['token_top1']:.3f}, top-5 {result['token_top5']:.3f}, "
-                     f"top-10 {result['token_top10']:.3f}")
+    if result.get("val_loss") is not None:
+        lines.insert(1, f"val loss {result['val_loss']:.4f}, cos_sim {result['cos_sim']:.4f}")
+    if "token_top1_match" in result:
+        lines.append(f"token agreement: top-1 {result['token_top1_match']:.3f}, top-5 {result['token_top5_match']:.3f}, "
+                     f"top-10 {result['token_top10_match']:.3f}")
     if "reference_speedup" in result:
         ref = result["reference_speedup"]
         lines.append(f"the reference's estimates with its timings: prefill {ref['speedup_prefill']:.2f}x, "

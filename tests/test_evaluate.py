@@ -68,8 +68,8 @@ def test_token_agreement_on_a_constructed_head():
     head = torch.eye(2, dtype=torch.float64)  # token 0 = x axis, token 1 = y axis
     # targets all point at token 0; pred points at token 0 while cos > 0.7071, at token 1 after.
     r = run([[0.99, 0.8, 0.6, 0.1]], [4], head=head)
-    assert r["token_top1"] == pytest.approx(0.5)
-    assert r["token_top5"] == 1.0  # only two tokens: the truth is always in the top 5
+    assert r["token_top1_match"] == pytest.approx(0.5)
+    assert r["token_top5_match"] == 1.0  # only two tokens: the truth is always in the top 5
 
 
 def test_p90_and_median():
@@ -89,7 +89,7 @@ def test_trained_run_carries_eval_and_leaderboard_ranks_by_it(tmp_path, tiny_dat
     assert len(evals) == 2
     result = json.loads(evals[0].read_text())
     assert {"accept_rate", "prefix_length", "accept_by_position", "expected_accepted", "speedup",
-            "token_top1", "token_top5"} <= set(result)
+            "token_top1_match", "token_top5_match", "val_loss", "cos_sim"} <= set(result)
     rows = json.loads(run_cli("runs", tmp_path, "--json", "--sort", "speedup", check=True).stdout)
     speedups = [r["speedup"] for r in rows]
     assert all(s is not None for s in speedups) and speedups == sorted(speedups, reverse=True)
@@ -99,6 +99,44 @@ def test_trained_run_carries_eval_and_leaderboard_ranks_by_it(tmp_path, tiny_dat
     out = run_cli("eval", run_dir, "--gamma", "2", "--thresholds", "0.5,0.9", "--json", check=True)
     assert json.loads(out.stdout)["gamma"] == 2
     assert json.loads((run_dir / "eval.json").read_text())["thresholds"] == [0.5, 0.9]
+
+
+def test_eval_scores_the_loss_and_cosine_as_training_does_and_runs_falls_back_on_them(tmp_path, tiny_data):
+    """eval.json's val_loss and cos_sim are the trainer's own figures for the best checkpoint;
+    a run without a history takes them from eval.json."""
+    assert main(["train", "--train_data", str(tiny_data / "train"), "--val_data", str(tiny_data / "val"),
+                 "--output_dir", str(tmp_path), "--level", "L1", "--num_epochs", "2", "--bottleneck_dim", "16",
+                 "--batch_size", "64"]) == 0
+    (run_dir,) = tmp_path.glob("L1/*")
+    history = json.loads((run_dir / "history.json").read_text())
+    result = json.loads(run_cli("eval", run_dir, "--json", check=True).stdout)
+    best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+    assert result["val_loss"] == pytest.approx(history["val_loss"][best], rel=1e-4)
+    assert result["cos_sim"] == pytest.approx(history["val_cos_sim"][best], rel=1e-4)
+    (run_dir / "history.json").unlink()
+    (row,) = json.loads(run_cli("runs", tmp_path, "--json", check=True).stdout)
+    assert row["best_val_loss"] == pytest.approx(result["val_loss"]) and row["cos_sim"] == pytest.approx(result["cos_sim"])
+
+
+def test_eval_calibrates_its_estimate_with_the_costs_speculate_measured(tmp_path, tiny_data):
+    from engine.rundir.speculation import write_speculation
+
+    assert main(["train", "--train_data", str(tiny_data / "train"), "--val_data", str(tiny_data / "val"),
+                 "--output_dir", str(tmp_path), "--level", "L1", "--num_epochs", "1", "--bottleneck_dim", "16"]) == 0
+    (run_dir,) = tmp_path.glob("L1/*")
+    fixed = json.loads(run_cli("eval", run_dir, "--json", "--gamma", "5", check=True).stdout)
+    assert fixed["cost_source"] == "draft_cost" and fixed["verify_cost"] == 1.0
+    # a draft costs half a decode step, a verification 1.5: the estimate must charge both
+    write_speculation(run_dir, {"gamma": 5, "per_gamma": {"5": {
+        "draft_ms_per_token": 1.0, "verify_ms_per_step": 3.0, "baseline_tokens_per_s": 500.0, "tau": 2.0,
+        "speedup": 0.8}}})
+    calibrated = json.loads(run_cli("eval", run_dir, "--json", "--gamma", "5", check=True).stdout)
+    assert calibrated["cost_source"] == "speculate.json (γ=5)"
+    assert calibrated["draft_cost"] == pytest.approx(0.5) and calibrated["verify_cost"] == pytest.approx(1.5)
+    expected = calibrated["expected_accepted_at_gamma"]
+    assert calibrated["speedup"] == pytest.approx((expected + 1) / (1.5 + 5 * 0.5))
+    flagged = json.loads(run_cli("eval", run_dir, "--json", "--gamma", "5", "--draft_cost", "0.2", check=True).stdout)
+    assert flagged["cost_source"] == "draft_cost" and flagged["draft_cost"] == 0.2  # a flag wins
 
 
 def test_eval_bad_input(tmp_path):
@@ -120,7 +158,7 @@ def test_position_stats_are_the_references_marginal_acceptance():
 def test_token_top10_agreement():
     head = torch.eye(2, dtype=torch.float64)
     r = run([[0.99, 0.1]], [2], head=head)
-    assert r["token_top10"] == 1.0 and r["token_top1"] == 0.5
+    assert r["token_top10_match"] == 1.0 and r["token_top1_match"] == 0.5
 
 
 def test_the_references_speedup_estimates_with_its_timings():

@@ -103,4 +103,4 @@ def test_eval_on_cuda_writes_eval_json(tmp_path, tiny_data):
                  "--device", "cuda", "--lm_head", str(tiny_data / "lm_head.pt")]) == 0
     run = next(tmp_path.glob("*/*"))
     evaluation = json.loads((run / "eval.json").read_text())
-    assert evaluation["samples"] == 64 and 0 <= evaluation["token_top1"] <= 1
+    assert evaluation["samples"] == 64 and 0 <= evaluation["token_top1_match"] <= 1

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lm_head", help="LM head .pt [V, H] for token top-1/top-5 agreement")
     p.add_argument("--gamma", type=int, help="draft length for the speedup estimate (default: adapters.toml [eval])")
     p.add_argument("--thresholds", help="comma-separated cosine thresholds (default: adapters.toml [eval])")
-    p.add_argument("--draft_cost", type=float, help="draft step cost / verifier step cost (default: [eval])")
+    p.add_argument("--draft_cost", type=float, help="draft step cost / verifier step cost (default: measured by the "
+                   "run's speculate.json, else [eval])")
     p.add_argument("--device", default="auto")
     timing = p.add_argument_group("the reference's speedup estimates (any of these turns them on; the rest take "
                                   "the reference's defaults, measured for EventGPT and Video-LLaVA)")
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     timing = {name: getattr(args, name) for name in seed.TIMING_MS if getattr(args, name) is not None}
     options = EvalOptions.from_registry(load_registry(args.config).eval, flags=True, thresholds=thresholds,
                                         gamma=args.gamma, draft_cost=args.draft_cost, timing=timing or None)
-    result, _ = evaluate_run(Path(args.target), options, data=args.data, lm_head=args.lm_head, device=args.device)
+    result, _ = evaluate_run(Path(args.target), options, data=args.data, lm_head=args.lm_head, device=args.device,
+                             calibrate=args.draft_cost is None)
     print(json.dumps(result, indent=2) if args.json else describe(result))
     return 0

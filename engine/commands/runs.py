@@ -125,15 +125,20 @@ def _list(args: argparse.Namespace, directory: str | None) -> int:
             print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
     if args.md:
-        print("| Run | Level | Params | Val Loss | cos_sim | Accept@0.90 | Speedup |")
-        print("|-----|-------|--------|----------|---------|-------------|---------|")
+        measured = any(r.speedup_measured is not None for r in rows)
+        print("| Run | Level | Params | Val Loss | cos_sim | Accept@0.90 | Speedup (est.) |"
+              + (" Speedup (measured) | τ |" if measured else ""))
+        print("|-----|-------|--------|----------|---------|-------------|----------------|"
+              + ("--------------------|---|" if measured else ""))
         for r in rows:
             accept = "–" if r.accept_90 is None else f"{100 * r.accept_90:.1f}%"
             speedup = "–" if r.speedup is None else f"{r.speedup:.2f}x" + ("†" if r.eval_source == "reference" else "")
             name = r.run + (f" ({r.label})" if r.label else "") + ("" if r.state == "done" else f" [{r.state}]")
             name = printable(name).replace("|", "\\|")  # a user's label: no escapes, no extra column
             print(f"| {name} | {r.level} | {_params(r.params)} | {_fmt(r.best_val_loss, '.4f')} | "
-                  f"{_fmt(r.cos_sim, '.3f')} | {accept} | {speedup} |")
+                  f"{_fmt(r.cos_sim, '.3f')} | {accept} | {speedup} |"
+                  + (f" {_fmt(r.speedup_measured, '.2f')}{'x' if r.speedup_measured else ''} | {_fmt(r.tau, '.2f')} |"
+                     if measured else ""))
         if effects is not None:
             from engine.rundir.hparams import markdown
 
@@ -147,7 +152,7 @@ def _list(args: argparse.Namespace, directory: str | None) -> int:
     reference = any(r.eval_source == "reference" for r in rows)
     table = Table(title=Text(f"Runs in {printable(runs.describe())}"), caption=REFERENCE_NOTE if reference else None)
     columns = ("run", "level", "params", "state", "epochs", "val loss", "cos", "acc@.90", "cons@.90",
-               "E acc@γ", "speedup", "time", "tags")
+               "E acc@γ", "est. ×", "meas. ×", "τ", "time", "tags")
     for name in columns:
         table.add_column(name, justify="left" if name in ("run", "level", "state", "tags") else "right")
     for r in rows:
@@ -158,7 +163,8 @@ def _list(args: argparse.Namespace, directory: str | None) -> int:
         name, state = Text(printable(name)), Text(printable(state))  # user-written: no markup, no escapes
         table.add_row(name, r.level, _params(r.params), state, epochs, _fmt(r.best_val_loss, ".4f"),
                       _fmt(r.cos_sim, ".3f"), _fmt(r.accept_90, ".3f"), _fmt(r.consecutive_90, ".2f"),
-                      _fmt(r.expected_tokens, ".2f") + mark, _fmt(r.speedup, ".2f") + mark, _duration(r.duration_s),
+                      _fmt(r.expected_tokens, ".2f") + mark, _fmt(r.speedup, ".2f") + mark,
+                      _fmt(r.speedup_measured, ".2f"), _fmt(r.tau, ".2f"), _duration(r.duration_s),
                       Text(printable(" ".join(r.tags))))
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)

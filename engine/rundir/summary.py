@@ -138,6 +138,10 @@ def summarize(run_dir: Path | str) -> RunSummary:
                                      if isinstance(evaluation.get("prefix_length"), dict) else None)
         row.expected_tokens = _number(evaluation.get("expected_accepted_at_gamma"))
         row.speedup = _number(evaluation.get("speedup"))
+        if row.best_val_loss is None:  # an evaluated checkpoint without a history (the reference's, say)
+            row.best_val_loss = _number(evaluation.get("val_loss"))
+        if row.cos_sim is None:
+            row.cos_sim = _number(evaluation.get("cos_sim"))
     elif os.path.exists(os.path.join(run_dir, REFERENCE_METRICS)):
         metrics = load(REFERENCE_METRICS)
         if metrics:  # the reference's own definitions (docs/SEED.md)

@@ -83,7 +83,7 @@ def eval_result(curve: list[float], *, gamma: int = 5, draft_cost: float = 0.1, 
         "expected_accepted_at_gamma": at_gamma, "speedup": (at_gamma + 1) / (1 + gamma * draft_cost),
     }
     if top:
-        result.update(token_top1=0.5, token_top5=0.75)
+        result.update(token_top1_match=0.5, token_top5_match=0.75)
     return result
 
 
