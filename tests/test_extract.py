@@ -337,7 +337,7 @@ def test_extract_register_train_eval_and_rank_end_to_end(tmp_path, tiny_models):
 @pytest.mark.slow
 def test_an_extraction_runs_as_a_queue_job_with_progress(tmp_path, tiny_models):
     from engine.queue import JobQueue
-    from tui.widgets.queue import extraction_progress
+    from tui.widgets.queue import jobs_progress
 
     prompts = _prompts(tmp_path / "p.jsonl", CORPUS[:12])
     runs = tmp_path / "runs"
@@ -356,7 +356,7 @@ def test_an_extraction_runs_as_a_queue_job_with_progress(tmp_path, tiny_models):
     with JobQueue(runs) as q:
         (job,) = q.jobs()
     assert (job.level, job.state, Path(job.run_dir)) == ("extract", "done", (tmp_path / "data").resolve())
-    assert extraction_progress([job]) == {job.id: "12/12 samples"}
+    assert jobs_progress([job]) == {job.id: "12/12 samples"}
     assert progress_text(read_status(tmp_path / "data")) == "12/12 samples"
     assert "12/12 samples" in run_cli("queue", "ls", "--runs", runs, check=True).stdout
     assert open_dataset(tmp_path / "data" / "train").num_samples > 0

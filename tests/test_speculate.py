@@ -281,7 +281,7 @@ def test_sigterm_leaves_no_half_written_speculate_json(trained_run, tmp_path):
     wait_for(lambda: (read_progress(target) or {}).get("prompts_done", 0) >= 1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0 and "Traceback" not in err
+    assert proc.returncode == 130 and "Traceback" not in err
     assert not (target / "speculate.json").exists()
     assert read_progress(target)["state"] == "cancelled"
     assert not [p for p in os.listdir(target) if p.startswith(".") or p.endswith(".tmp")]
@@ -298,3 +298,31 @@ def test_options_round_trip_through_the_command_line():
     for garbage in (None, [], {"run": "a"}):
         with pytest.raises(UserInputError, match="queue it again"):
             SpeculateOptions.from_dict(garbage)
+
+
+@pytest.mark.slow
+def test_a_speculation_runs_as_a_queue_job_with_progress(trained_run, tmp_path):
+    from engine.queue import JobQueue
+    from tui.widgets.queue import jobs_progress
+
+    run, llama = trained_run["run"], trained_run["llama"]
+    target = tmp_path / "run"
+    target.mkdir()
+    (target / "best_model.pt").write_bytes((run / "best_model.pt").read_bytes())
+    runs = tmp_path / "runs"
+    spec = ["--drafter", llama, "--verifier", llama, "--drafter_layers", "1", "--prompts", trained_run["prompts"],
+            "--samples", "3", "--max_new_tokens", "8", "--warmup", "0", "--device", "cpu", target]
+    bad = run_cli("queue", "add", "--runs", runs, "--speculate", *spec[:-1], "--gamma", "0", target)
+    assert bad.returncode == 2 and "--gamma" in bad.stderr and not (runs / "queue.db").exists()
+    added = run_cli("queue", "add", "--runs", runs, "--speculate", *spec)
+    assert added.returncode == 0, added.stderr
+    twice = run_cli("queue", "add", "--runs", runs, "--speculate", *spec)
+    assert twice.returncode == 2 and "already measures" in twice.stderr
+    worker = run_cli("queue", "worker", "--runs", runs, "--exit-when-idle", timeout=300)
+    assert worker.returncode == 0, worker.stderr
+    with JobQueue(runs) as q:
+        (job,) = q.jobs()
+    assert (job.level, job.state) == ("speculate", "done")
+    assert (target / "speculate.json").is_file()
+    assert jobs_progress([job])[job.id].startswith("3/3 prompts, τ ")
+    assert "3/3 prompts" in run_cli("queue", "ls", "--runs", runs, check=True).stdout

@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--extract", nargs=argparse.REMAINDER, metavar="ARGS",
                    help="queue an extraction instead: everything after --extract is `adapter-engine extract`'s "
                         "arguments (--drafter, --verifier, --prompts, OUT, ...), checked now; give it last")
+    a.add_argument("--speculate", nargs=argparse.REMAINDER, metavar="ARGS",
+                   help="queue a speedup measurement instead: everything after --speculate is `adapter-engine "
+                        "speculate`'s arguments (RUN_DIR, --drafter, --verifier, --prompts, ...), checked now; give "
+                        "it last")
     a.set_defaults(output_dir=None)
     _common(a)
     a.set_defaults(func=cmd_add)
@@ -194,6 +198,10 @@ def cmd_add(args: argparse.Namespace) -> int:
         from engine.commands.extract import add_to_queue
 
         return add_to_queue(args, lambda: _queue(args))
+    if args.speculate is not None:
+        from engine.commands.speculate import add_to_queue as add_speculation
+
+        return add_speculation(args, lambda: _queue(args))
     fields = {name: getattr(args, name) for name in FIELD if name not in ("level", "config", "output_dir")}
     if not args.sweep:
         if args.sweep_random or args.sweep_optimize:
@@ -298,8 +306,8 @@ def _add_study(args: argparse.Namespace, fields: dict) -> int:
 
 
 def _epochs_or_progress(job) -> str:
-    """A training job's epochs; an extraction job's samples done (its extract_status.json)."""
-    from engine.extract.options import job_progress
+    """A training job's epochs; an extraction's samples or a speculation's prompts done."""
+    from engine.queue.progress import job_progress
 
     progress = job_progress(job.settings)
     return str(job.settings.get("num_epochs", "")) if progress is None else progress or "—"

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from engine.extract.options import MODEL_DTYPES
 from engine.speculate.options import SpeculateOptions
 
+STOPPED = 130
 EXAMPLE = ("adapter-engine speculate runs/L1/L1_20261205_101500 --drafter ~/models/vicuna-7b-v1.5 "
            "--verifier ~/models/Llama-2-7b-chat-hf --prompts prompts.jsonl --gamma 1,3,5,8")
 
@@ -84,15 +85,15 @@ def run(args: argparse.Namespace) -> int:
 
     plan = check(options_from(args))
     if stop.signum is not None:
-        return 0
+        return STOPPED
     bar = CountProgress("speculate")
     try:
         result = measure(plan, lambda s: bar.update(s["prompts_done"], s["prompts_total"],
                                                     f"{s['prompts_done']}/{s['prompts_total']} prompts, τ {s['tau']:.2f}"),
                          lambda: stop.signum is not None)
-    except Stopped as exc:
+    except Stopped as exc:  # not a measurement: 130, as after Ctrl-C, so the queue calls the job cancelled
         print(f"speculate: {exc}")
-        return 0
+        return STOPPED
     finally:
         bar.stop()
     if args.json:

@@ -27,6 +27,8 @@ from common.errors import UserInputError
 from common.fileio import ReadError, open_regular, read_json, write_json
 from common.text import plural
 from engine.extract.options import JOB_KIND, ExtractOptions
+from engine.speculate.options import JOB_KIND as SPECULATE_KIND
+from engine.speculate.options import SpeculateOptions
 from engine.launch import torchrun_command
 from engine.process import is_running, terminate_group
 from engine.queue.lifecycle import JobQueue
@@ -55,6 +57,9 @@ def trainer_command(job: Job, runs_dir: Path) -> list[str]:
     if job.settings.get("kind") == JOB_KIND:  # an extraction: run again, it resumes by itself
         options = ExtractOptions.from_dict(job.settings.get("options"))
         return [sys.executable, "-m", "engine", "extract", *options.as_argv()]
+    if job.settings.get("kind") == SPECULATE_KIND:  # a measurement: run again from the start
+        speculation = SpeculateOptions.from_dict(job.settings.get("options"))
+        return [sys.executable, "-m", "engine", "speculate", *speculation.as_argv()]
     argv = torchrun_command(job.nproc, ["train"]) if job.nproc > 1 else [sys.executable, "-m", "engine", "train"]
     if job.resume and job.run_dir:
         return argv + ["--resume", job.run_dir]

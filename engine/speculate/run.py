@@ -20,7 +20,7 @@ from common.fileio import unwritable_dir
 from engine.device import pick_device
 from engine.extract import models
 from engine.extract.prompts import read_prompts
-from engine.rundir.layout import RUN_DIR_FILE_ENV, checkpoint_of
+from engine.rundir.layout import checkpoint_of
 from engine.rundir.speculation import write_progress, write_speculation
 from engine.rundir.states import now_iso
 from engine.speculate.loop import (PARTS, AdapterDrafter, CachedLM, Clock, DecodeStats, Sampler, baseline_decode,
@@ -179,8 +179,6 @@ def measure(plan: Plan, progress: Callable[[dict[str, Any]], None] = lambda stat
     """Run a checked plan: speculate.json's content. Raises Stopped when `stop()` turns true."""
     o, gammas = plan.options, plan.options.gammas
     started = now_iso()
-    if os.environ.get(RUN_DIR_FILE_ENV):  # the queue worker learns where this job writes
-        Path(os.environ[RUN_DIR_FILE_ENV]).write_text(str(plan.run_dir.resolve()))
     status = {"state": "running", "pid": os.getpid(), "host": socket.gethostname(), "started_at": started,
               "prompts_done": 0, "prompts_total": len(plan.prompts), "gamma": gammas[0], "gammas": len(gammas),
               "tau": None, "error": None}

@@ -17,7 +17,7 @@ from tui.backend import Backend
 from tui.messages import (CancelJob, ClearDone, MoveJob, PaneReady, QueueLoaded, RemoveJob, RetryJob, StartWorker,
                           StopWorker)
 from tui.screens.dialogs import ConfirmScreen
-from tui.widgets.queue import JobsTable, extraction_progress, gpus_use_text, worker_text
+from tui.widgets.queue import JobsTable, jobs_progress, gpus_use_text, worker_text
 from tui.refresh import guarded
 
 
@@ -81,7 +81,7 @@ class QueuePane(Vertical):
                 self.post_message(QueueLoaded([], None, None))
                 return
             jobs = queue.jobs()
-            self.post_message(QueueLoaded(jobs, queue.worker_status(), progress=extraction_progress(jobs)))
+            self.post_message(QueueLoaded(jobs, queue.worker_status(), progress=jobs_progress(jobs)))
         except Exception as exc:  # the queue db may be locked, broken or not there yet
             self.post_message(QueueLoaded([], None, f"{exc.__class__.__name__}: {exc}"))
 

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from common.text import printable
-from engine.extract.options import job_progress
+from engine.queue.progress import job_progress
 from tui.widgets.leaderboard import STATE_STYLE
 
 COLUMNS = ("id", "state", "level", "run", "epochs", "nproc", "gpus", "dataset", "error")
@@ -86,9 +86,9 @@ def gpus_use_text(status: Any) -> Text | None:
     return Text(" · ".join(parts), style="cyan") if parts else None
 
 
-def extraction_progress(jobs: list[Any]) -> dict[int, str]:
-    """{job id: "done/total samples"} of the extraction jobs, from their extract_status.json
-    (file reads: call it off the UI thread)."""
+def jobs_progress(jobs: list[Any]) -> dict[int, str]:
+    """{job id: "done/total samples"} of the extraction jobs and "done/total prompts, τ" of the
+    speculation jobs, from the files they write (file reads: call it off the UI thread)."""
     progress = {_get(job, "id"): job_progress(_get(job, "settings")) for job in jobs}
     return {job_id: text for job_id, text in progress.items() if text is not None}
 
