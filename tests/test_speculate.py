@@ -287,6 +287,21 @@ def test_sigterm_leaves_no_half_written_speculate_json(trained_run, tmp_path):
     assert not [p for p in os.listdir(target) if p.startswith(".") or p.endswith(".tmp")]
 
 
+def test_the_models_and_prompts_default_to_what_extract_recorded(trained_run, tmp_path):
+    from engine.commands.speculate import parse_options
+
+    run = trained_run["run"]
+    options = parse_options([str(run), "--gamma", "3"])
+    assert (options.drafter, options.verifier) == (str(trained_run["llama"]), str(trained_run["llama"]))
+    assert options.prompts == str(trained_run["prompts"]) and options.drafter_layers == 1 and options.layer == -1
+    assert parse_options([str(run), "--drafter_layers", "2"]).drafter_layers == 2  # a flag wins
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "best_model.pt").write_bytes((run / "best_model.pt").read_bytes())
+    out = run_cli("speculate", bare)
+    assert out.returncode == 2 and "give --drafter" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
 def test_options_round_trip_through_the_command_line():
     from engine.commands.speculate import parse_options
 

@@ -97,6 +97,18 @@ class Backend:
             raise BackendError(lines[-1] if lines else f"{argv[0]} exited with {done.returncode}")
         return done.stdout
 
+    def queue_speculation(self, run_dir: str) -> tuple[str | None, int | None]:
+        """`queue add --speculate RUN_DIR` (the models, prompts and layer from the extraction of
+        the run's data): (None, job id), or (the engine's one line on why not, None)."""
+        try:
+            out = self._engine("queue", "add", "--runs", str(self.runs_dir), "--json", "--speculate", run_dir,
+                               timeout=300)
+            return None, int(json.loads(out)[0]["id"])
+        except BackendError as exc:
+            return str(exc), None
+        except (json.JSONDecodeError, LookupError, TypeError, ValueError):
+            return "queue add --speculate printed something that is not its job", None
+
     def levels(self, hidden_dim: int) -> list[dict[str, Any]]:
         """Levels with parameter counts at `hidden_dim` (`adapter-engine levels --json`)."""
         argv = ["levels", "--hidden_dim", str(hidden_dim), "--json"]

@@ -18,9 +18,9 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from engine.rundir.layout import (CONFIG, DATASETS, EVAL, HISTORY, LOG, META, NOT_RUNS, QUEUE_DB, REFERENCE_METRICS,
-                                  REFERENCE_POSITIONS, STATUS, STEPS)
+                                  REFERENCE_POSITIONS, SPECULATE, STATUS, STEPS)
 
-RUN_FILES = {CONFIG, HISTORY, STATUS, EVAL, LOG, META, STEPS, REFERENCE_METRICS, REFERENCE_POSITIONS}
+RUN_FILES = {CONFIG, HISTORY, STATUS, EVAL, LOG, META, STEPS, SPECULATE, REFERENCE_METRICS, REFERENCE_POSITIONS}
 # What the handler uses. Without a filter inotify also reports every open and read-only close,
 # so reading 1,000 run directories (3,000+ files) would flood the observer thread.
 EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent,

@@ -18,14 +18,16 @@ EXAMPLE = ("adapter-engine speculate runs/L1/L1_20261205_101500 --drafter ~/mode
 def add_speculate_flags(p: argparse.ArgumentParser) -> None:
     d = "(default %(default)s)"
     p.add_argument("run", metavar="RUN_DIR|CHECKPOINT", help="the run (its best checkpoint) or a checkpoint file")
-    p.add_argument("--drafter", required=True, metavar="PATH_OR_NAME", help="the drafter (as for extract)")
-    p.add_argument("--verifier", required=True, metavar="PATH_OR_NAME", help="the verifier; its LM head turns the "
-                   "adapter's output into draft tokens")
-    p.add_argument("--prompts", required=True, metavar="FILE", help="prompts, in extract's formats")
-    p.add_argument("--layer", type=int, default=-1, help=f"the drafter hidden state the adapter reads, as in extract {d}")
+    known = " (default: what extract recorded of the run's data)"
+    p.add_argument("--drafter", metavar="PATH_OR_NAME", help="the drafter (as for extract)" + known)
+    p.add_argument("--verifier", metavar="PATH_OR_NAME", help="the verifier; its LM head turns the adapter's output "
+                   "into draft tokens" + known)
+    p.add_argument("--prompts", metavar="FILE", help="prompts, in extract's formats" + known)
+    p.add_argument("--layer", type=int, help="the drafter hidden state the adapter reads, as in extract" + known
+                   + ", else -1")
     p.add_argument("--drafter_layers", type=int, metavar="K", help="self-speculation: the drafter is the first K "
                    "decoder layers of its model (give the same model as --drafter and --verifier, and extract with "
-                   "the same --drafter_layers)")
+                   "the same --drafter_layers)" + known)
     p.add_argument("--gamma", default="5", help=f"draft length, or a list to measure each: 1,3,5,8 {d}")
     p.add_argument("--max_new_tokens", type=int, default=64, help=f"tokens generated per prompt (EOS does not stop) {d}")
     p.add_argument("--temperature", type=float, default=0.0, help=f"0 greedy, > 0 rejection sampling {d}")
@@ -54,10 +56,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def options_from(args: argparse.Namespace) -> SpeculateOptions:
+    """The flags, with what they leave out taken from the extraction of the run's data."""
+    from common.errors import UserInputError
+    from engine.speculate.options import extraction_of
+
+    given = {k: getattr(args, k) for k in ("drafter", "verifier", "prompts", "layer", "drafter_layers")}
+    recorded = extraction_of(args.run) if None in given.values() else {}
+    merged = {k: v if v is not None else recorded.get(k) for k, v in given.items()}
+    missing = [k for k in ("drafter", "verifier", "prompts") if merged[k] is None]
+    if missing:
+        raise UserInputError(f"give --{missing[0]}: {args.run}'s training data records no extraction to take it from")
     return SpeculateOptions(
-        run=args.run, drafter=args.drafter, verifier=args.verifier, prompts=args.prompts, layer=args.layer,
-        drafter_layers=args.drafter_layers, gamma=args.gamma, max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature, seed=args.seed, samples=args.samples, warmup=args.warmup, device=args.device,
+        run=args.run, drafter=merged["drafter"], verifier=merged["verifier"], prompts=merged["prompts"],
+        layer=-1 if merged["layer"] is None else merged["layer"], drafter_layers=merged["drafter_layers"],
+        gamma=args.gamma, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed, samples=args.samples, warmup=args.warmup, device=args.device,
         dtype=args.dtype, max_prompt_tokens=args.max_prompt_tokens, trust_remote_code=args.trust_remote_code)
 
 

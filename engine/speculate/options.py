@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserInputError
+from common.fileio import ReadError, read_json
 from engine.extract.options import MODEL_DTYPES
+from engine.rundir.layout import CONFIG
 from engine.rundir.speculation import progress_text, read_progress
 
 JOB_KIND = "speculate"  # a queue job's settings: {"kind": "speculate", "options": {...}}
@@ -100,11 +102,13 @@ class SpeculateOptions:
 
     def as_argv(self) -> list[str]:
         """`adapter-engine speculate` arguments that give these options back."""
-        argv = ["--drafter", self.drafter, "--verifier", self.verifier, "--prompts", self.prompts]
+        # --layer always: left out, it would be taken from the run's extraction
+        argv = ["--drafter", self.drafter, "--verifier", self.verifier, "--prompts", self.prompts, "--layer",
+                str(self.layer)]
         defaults = SpeculateOptions("", "", "", "")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("run", "drafter", "verifier", "prompts") or value == getattr(defaults, f.name):
+            if f.name in ("run", "drafter", "verifier", "prompts", "layer") or value == getattr(defaults, f.name):
                 continue
             if isinstance(value, bool):
                 argv.append(f"--{f.name}")
@@ -127,3 +131,22 @@ def job_progress(settings: Any) -> str | None:
         return ""
     path = Path(run)
     return progress_text(read_progress(path if path.is_dir() else path.parent))
+
+
+def extraction_of(run: str | Path) -> dict[str, Any]:
+    """What `extract` recorded of the run's training data (drafter, verifier, prompts, layer,
+    drafter_layers), so `speculate RUN` measures on the models the adapter was trained for; {}
+    when the run's data was not extracted (synthetic data, the reference's files)."""
+    path = Path(run)
+    run_dir = path if path.is_dir() else path.parent
+    try:
+        settings = read_json(run_dir / CONFIG).get("settings") or {}
+        train = Path(settings["train_data"])
+        extraction = read_json((train if train.is_dir() else train.parent) / "index.json").get("extraction")
+    except (ReadError, AttributeError, KeyError, TypeError, OSError):
+        return {}
+    if not isinstance(extraction, dict):
+        return {}
+    keep = {"drafter": str, "verifier": str, "prompts": str, "layer": int, "drafter_layers": int}
+    return {k: extraction[k] for k, kind in keep.items() if isinstance(extraction.get(k), kind)
+            and not isinstance(extraction.get(k), bool)}

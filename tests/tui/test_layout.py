@@ -43,7 +43,7 @@ async def test_160x48_everything_side_by_side(runs, app_factory):
 
 async def test_help_screen_lists_bindings_with_ids(runs, app_factory):
     app = app_factory()
-    async with app.run_test(size=(120, 60)) as pilot:  # tall enough for the whole table unscrolled
+    async with app.run_test(size=(120, 72)) as pilot:  # tall enough for the whole table unscrolled
         await pilot.press("question_mark")
         assert await wait_for(pilot, lambda: "app.quit" in screen_text(app))
         text = screen_text(app)

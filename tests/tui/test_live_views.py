@@ -16,10 +16,10 @@ async def test_an_eval_json_written_while_the_app_is_open_adds_its_columns(runs,
     app = app_factory()
     async with app.run_test(size=(160, 48)) as pilot:
         assert await wait_for(pilot, lambda: app.main.leaderboard.table.row_count == 1)
-        assert "speedup" not in headers(app)
+        assert "est.×" not in headers(app)
         make_eval(run, [0.9, 0.7, 0.5])
-        assert await wait_for(pilot, lambda: "speedup" in headers(app))
-        assert await wait_for(pilot, lambda: "speedup" in screen_text(app))
+        assert await wait_for(pilot, lambda: "est.×" in headers(app))
+        assert await wait_for(pilot, lambda: "est.×" in screen_text(app))
 
 
 async def test_columns_follow_a_live_run_to_its_evaluation_at_80x24(runs, app_factory):
@@ -29,7 +29,7 @@ async def test_columns_follow_a_live_run_to_its_evaluation_at_80x24(runs, app_fa
         assert await wait_for(pilot, lambda: app.main.leaderboard.table is not None)
         run = make_run(runs, "L1", "L1_20261201_000000", state="running")
         assert await wait_for(pilot, lambda: app.main.leaderboard.table.row_count == 1)
-        assert "speedup" not in headers(app)
+        assert "est.×" not in headers(app)
         make_eval(run, [0.9, 0.7, 0.5])
         write_json(run / "status.json", {"state": "done", "epoch": 2, "num_epochs": 3})
-        assert await wait_for(pilot, lambda: "speedup" in headers(app))
+        assert await wait_for(pilot, lambda: "est.×" in headers(app))

@@ -132,7 +132,7 @@ def test_tmux_layout_and_keys(tmp_path, size):
         assert f"runs {runs} (beside the project's adapters.toml)" in lines[0] or (
             size[0] < 160 and f"runs {runs}" in lines[0]), text[:600]
         assert lines[1].split()[:6] == ["Runs", "1", "Launch", "2", "Queue", "3"]
-        assert "speedup" in text and "2.07x" in text, text  # the compact columns fit 80
+        assert "est.×" in text and "2.07x" in text, text  # the compact columns fit 80
         assert lines[-1].rstrip().endswith("palette")
         tmux("send-keys", "-t", session, "2")
         wait_screen(session, r"Start now \^s")

@@ -68,7 +68,7 @@ async def test_a_diverged_runs_message_leaves_every_column_in_view(runs, app_fac
     async with app.run_test(size=(160, 48)) as pilot:
         assert await wait_for(pilot, lambda: board(app).table.row_count == 2)
         text = screen_text(app)
-        assert "diverged!" in text and "speedup" in text and "non-finite" not in text.split("Curves")[0]
+        assert "diverged!" in text and "est.×" in text and "non-finite" not in text.split("Curves")[0]
         board(app).select_path(str(run))
         await pilot.press("i")
         assert await wait_for(pilot, lambda: "non-finite loss at epoch 1 step 2" in screen_text(app))
@@ -133,7 +133,7 @@ async def test_80x24_fits_the_compact_columns_buttons_footer_and_progress(runs, 
         text = screen_text(app)
         lines = text.splitlines()
         assert all(len(line) <= 80 for line in lines)
-        for word in ("run", "level", "state", "epoch", "best val", "acc@.90", "speedup", "12.3k tok/s", "ETA 10m00s"):
+        for word in ("run", "level", "state", "epoch", "best val", "acc@.90", "est.×", "12.3k tok/s", "ETA 10m00s"):
             assert word in text, word
         assert "━━━" not in lines[lines.index(next(line for line in lines if "tok/s" in line))]
         assert lines[-1].rstrip().endswith("palette")  # the footer is whole

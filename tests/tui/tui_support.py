@@ -244,6 +244,16 @@ class FakeBackend:
         self.ensure_worker()
         return ids
 
+    def queue_speculation(self, run_dir):
+        """As `queue add --speculate RUN` would: refused without an extraction to take the
+        models from, else one speculate job."""
+        from engine.speculate.options import JOB_KIND, extraction_of
+
+        if not extraction_of(run_dir):
+            return f"give --drafter: {run_dir}'s training data records no extraction to take it from", None
+        (job_id,) = self.queue.add_many([(JOB_KIND, {"kind": JOB_KIND, "options": {"run": run_dir}})])
+        return None, job_id
+
     def job_for_run(self, run_dir):
         return next((j for j in self.queue.job_list if j.run_dir == run_dir), None)
 

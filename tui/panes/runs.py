@@ -36,6 +36,7 @@ from tui.widgets.details import RunDetails
 from tui.widgets.hparams import HParamsPanel
 from tui.widgets.leaderboard import COLUMNS, Leaderboard
 from tui.widgets.logtail import LogTail
+from tui.widgets.speedup import SpeedupPanel, speedup_points
 from tui.refresh import guarded
 
 NOTIFY_STATES = {"done": "information", "failed": "error", "diverged": "error", "cancelled": "warning"}
@@ -64,6 +65,10 @@ class RunsPane(Vertical):
         Binding("v", "view", "Plot", id="curves.view", show=False, tooltip="Next plot (narrow terminals)"),
         Binding("x", "x_axis", "X axis", id="curves.x_axis", show=False,
                 tooltip="Curves against epochs, steps or wall time (steps.jsonl)"),
+        Binding("w", "inspect('speedup')", "Speedup", id="inspector.speedup", show=False,
+                tooltip="Estimated vs measured speedup of every run that has both"),
+        Binding("M", "measure", "Measure speedup", id="runs.measure", show=False,
+                tooltip="Queue `speculate` for this run: its speedup in a real draft-verify loop"),
         Binding("f", "fork", "Fork", id="runs.fork", tooltip="Launch form filled with this run's settings"),
         Binding("R", "resume", "Resume", id="runs.resume", show=False, tooltip="Resume this run through the queue"),
         Binding("o", "columns", "Columns", id="runs.columns", tooltip="Choose the leaderboard's columns"),
@@ -106,6 +111,8 @@ class RunsPane(Vertical):
                 yield Lazy(AcceptancePanel(id="accept-panel"))
             with TabPane("Settings h", id="hparams"):
                 yield Lazy(HParamsPanel(id="hparams-panel"))
+            with TabPane("Speedup w", id="speedup"):
+                yield Lazy(SpeedupPanel(id="speedup-panel"))
 
     @property
     def leaderboard(self) -> Leaderboard:
@@ -211,6 +218,7 @@ class RunsPane(Vertical):
         before = self.states.get(run.path)
         self.states[run.path] = run.state
         is_new = run.path not in self.leaderboard.rows
+        measured_before = None if is_new else self.leaderboard.rows[run.path].speedup_measured
         self.leaderboard.update_run(run)
         if message.full:
             self.cache[run.path] = data
@@ -221,6 +229,11 @@ class RunsPane(Vertical):
             self.leaderboard.select_path(run.path)
         if before in ACTIVE_STATES and run.state in NOTIFY_STATES:
             self._notify_end(data)
+        if not is_new and run.speedup_measured is not None and run.speedup_measured != measured_before:
+            tau = f" · τ {run.tau:.2f} at γ={run.measured_gamma}" if run.tau is not None else ""
+            self.notify(f"{run.run}: measured speedup {run.speedup_measured:.2f}x{tau}", title="speedup measured",
+                        timeout=8)
+        self._show_speedup()
         if run.path == self.selected:
             self._show_selected()
         if run.path in self.marked or run.path == self.selected:
@@ -366,6 +379,14 @@ class RunsPane(Vertical):
         for panel in self.query(AcceptancePanel):
             panel.show(runs)
 
+    def _show_speedup(self) -> None:
+        for panel in self.query(SpeedupPanel):
+            panel.show(speedup_points(list(self.leaderboard.rows.values())))
+
+    @on(SpeedupPanel.Mounted)
+    def _speedup_mounted(self, message: SpeedupPanel.Mounted) -> None:
+        self._show_speedup()
+
     @on(AcceptancePanel.Mounted)
     def _acceptance_mounted(self, message: AcceptancePanel.Mounted) -> None:
         self._show_acceptance()
@@ -447,6 +468,23 @@ class RunsPane(Vertical):
             self.notify(f"only {', '.join(RESUMABLE)} runs resume (this one is {run.state})", severity="warning")
             return
         self.resume_run(run.path)
+
+    def action_measure(self) -> None:
+        run = self._selected_run()
+        if run is not None:
+            self.measure(run.path)
+
+    @work(thread=True, group="runs-action", exit_on_error=False)
+    def measure(self, path: str) -> None:
+        """`queue add --speculate RUN`: the engine checks it (models, prompts and layer from the
+        extraction of the run's data) and the worker runs it; the toast comes with the figure."""
+        problem, job_id = self.backend.queue_speculation(path)
+        if problem:
+            self.app.call_from_thread(self.notify, problem, title="cannot measure", severity="warning", timeout=10)
+            return
+        self.backend.ensure_worker()
+        self.app.call_from_thread(self.notify, f"measuring the speedup of {Path(path).name} as job {job_id} "
+                                  "(Queue tab: prompts done, running τ)", timeout=6)
 
     @work(thread=True, group="runs-action", exit_on_error=False)
     def resume_run(self, path: str) -> None:
