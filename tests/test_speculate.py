@@ -179,6 +179,13 @@ def test_self_speculation_from_extract_to_speculate_json(trained_run):
                   "--gamma", "1,3", "--warmup", "1", "--device", "cpu")
     assert out.returncode == 0, out.stderr
     assert "speedup" in out.stdout and "speculate.json" in out.stdout
+    printed = run_cli("speculate", run, "--samples", "1", "--max_new_tokens", "4", "--gamma", "1", "--warmup", "0",
+                      "--device", "cpu", "--json", check=True)
+    assert json.loads(printed.stdout)["prompts_count"] == 1  # stdout is the document alone
+    out = run_cli("speculate", run, "--drafter", llama, "--verifier", llama, "--drafter_layers", "1",
+                  "--prompts", trained_run["prompts"], "--samples", "4", "--max_new_tokens", "12",
+                  "--gamma", "1,3", "--warmup", "1", "--device", "cpu")
+    assert out.returncode == 0, out.stderr
     result = json.loads((run / "speculate.json").read_text())
     assert result["gamma"] == 1 and set(result["per_gamma"]) == {"1", "3"}
     assert result["self_speculation"] and result["drafter"]["drafter_layers"] == 1

@@ -93,16 +93,19 @@ def run(args: argparse.Namespace) -> int:
 
     stop = StopFlag()  # SIGTERM (queue cancel) and Ctrl-C stop between prompts; speculate.json is not written
     stop.install()
+    from engine.rundir.speculation import progress_text
     from engine.speculate.run import Stopped, check, describe, measure
 
     plan = check(options_from(args))
     if stop.signum is not None:
         return STOPPED
     bar = CountProgress("speculate")
+
+    def progress(status: dict) -> None:
+        if not args.json:  # stdout is the JSON document alone
+            bar.update(status["prompts_done"], status["prompts_total"], progress_text(status))
     try:
-        result = measure(plan, lambda s: bar.update(s["prompts_done"], s["prompts_total"],
-                                                    f"{s['prompts_done']}/{s['prompts_total']} prompts, τ {s['tau']:.2f}"),
-                         lambda: stop.signum is not None)
+        result = measure(plan, progress, lambda: stop.signum is not None)
     except Stopped as exc:  # not a measurement: 130, as after Ctrl-C, so the queue calls the job cancelled
         print(f"speculate: {exc}")
         return STOPPED
