@@ -107,6 +107,22 @@ def test_greedy_is_lossless_for_a_poor_drafter_of_another_model(tiny_models):
         assert len(out) == 23 and stats.tokens == 23 and 1 <= stats.tau < 2
 
 
+@pytest.mark.parametrize("level_class", ["AttentionAdapter", "EAGLEAdapter"])
+def test_attention_levels_draft_from_the_whole_sequence_and_stay_lossless(tiny_models, level_class):
+    verifier = load_model(str(tiny_models["llama"]), "--verifier", "fp32", CPU, False)
+    drafter = early_exit(verifier, 1)
+    torch.manual_seed(0)
+    adapter = adapter_class(level_class)(32, num_heads=4, ffn_dim=32).eval()
+    prompt = [1, 50, 60, 70]
+    out, stats = _decode(drafter, verifier, adapter, prompt, 3, 17)
+    assert out == baseline_decode(prompt, CachedLM(verifier, CPU), 17, Clock(CPU)) and stats.tokens == 17
+    # the drafter states kept for the adapter are those of the committed tokens the drafter has read
+    helper = AdapterDrafter(adapter, verifier.get_output_embeddings())
+    d_lm = CachedLM(drafter, CPU, -1)
+    speculative_decode(prompt, d_lm, helper, CachedLM(verifier, CPU), 3, 9, Sampler(0, 0, CPU), Clock(CPU))
+    assert helper.states.shape[0] == d_lm.length
+
+
 def test_early_exit_shares_the_weights_and_leaves_the_model_whole(tiny_models):
     verifier = load_model(str(tiny_models["llama"]), "--verifier", "fp32", CPU, False)
     short = early_exit(verifier, 1)
@@ -204,6 +220,9 @@ def test_self_speculation_from_extract_to_speculate_json(trained_run):
     listed = json.loads(run_cli("runs", run.parent.parent, "--json", check=True).stdout)
     assert listed[0]["speedup_measured"] == pytest.approx(result["per_gamma"]["1"]["speedup"])
     assert listed[0]["tau"] == pytest.approx(result["per_gamma"]["1"]["tau"])
+    table = run_cli("runs", run.parent.parent, "--md", "--sort", "speedup_measured", "--where", "tau>=1", check=True)
+    assert "Speedup (measured)" in table.stdout and run.name in table.stdout
+    assert run.name not in run_cli("runs", run.parent.parent, "--where", "tau>99", check=True).stdout
 
 
 @pytest.mark.parametrize("argv, needle", [
