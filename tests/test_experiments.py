@@ -147,6 +147,15 @@ def test_steps_jsonl_writer_and_a_reader_that_tolerates_a_torn_line(tmp_path):
     assert read_steps(tmp_path / "nowhere") == ([], 0)
 
 
+def test_every_epochs_last_step_is_a_point_even_within_the_minimum_interval(tmp_path):
+    """A short run (two epochs of three steps, all within the 1 s minimum interval) still gets a
+    point at the end of each epoch, so its step and wall-time curves are not empty."""
+    log = StepLog(tmp_path, steps_per_epoch=3)  # the default interval: only the first point is due by time
+    wrote = [log.step(s, s / 3, 1.0, 1e-3, 500.0) for s in range(1, 7)]
+    assert wrote == [True, False, True, False, False, True]
+    assert [r["step"] for r in read_steps(tmp_path)[0]] == [1, 3, 6]
+
+
 def test_a_trained_run_has_steps_lineage_sweep_and_system_use(tmp_path, tiny_data):
     from engine.settings import resolve
     from engine.train import run_training

@@ -64,12 +64,14 @@ def series(rows: list[dict[str, Any]], key: str) -> list[float | None]:
 
 class StepLog:
     """Appends a line every `every` steps (about POINTS_PER_EPOCH a epoch) and at most one a
-    MIN_INTERVAL_S, with the mean loss of the steps since the last line."""
+    MIN_INTERVAL_S, and always at an epoch's last step, with the mean loss of the steps since
+    the last line."""
 
     def __init__(self, run_dir: Path, steps_per_epoch: int, *, enabled: bool = True,
                  min_interval_s: float = MIN_INTERVAL_S) -> None:
         self.path = Path(run_dir) / STEPS
         self.enabled = enabled
+        self.steps_per_epoch = max(1, steps_per_epoch)
         self.every = max(1, steps_per_epoch // POINTS_PER_EPOCH)
         self.min_interval_s = min_interval_s
         self._losses: list[float] = []
@@ -85,7 +87,8 @@ class StepLog:
         Returns whether it wrote."""
         self._losses.append(loss)
         now = time.monotonic()
-        if not self.enabled or step % self.every or now - self._last_write < self.min_interval_s:
+        epoch_end = step % self.steps_per_epoch == 0  # always a point: a short run still gets its curves
+        if not self.enabled or not epoch_end and (step % self.every or now - self._last_write < self.min_interval_s):
             return False
         row = {"step": step, "epoch": round(epoch, 4), "time": round(time.time(), 3),
                "elapsed_s": round(self._elapsed_before + now - self._started, 3),
