@@ -84,6 +84,27 @@ async def test_fork_copies_settings(runs, app_factory):
         assert app.main.launch.form.selected_levels() == ["L1"]
 
 
+async def test_fork_copies_every_setting_of_the_form(runs, app_factory):
+    """Ours record every setting in config.json's settings: precision, device and seed included."""
+    from engine.settings import TRAIN_FIELDS
+    from tui.widgets.launch import RUN_FIELDS
+
+    settings = {"num_epochs": 7, "batch_size": 16, "learning_rate": 0.0003, "early_stopping": 4, "seed": 11,
+                "device": "cpu", "precision": "bf16", "train_data": "/data/train"}
+    assert set(TRAIN_FIELDS + RUN_FIELDS) <= set(settings)  # a new form field must be forked too
+    make_run(runs, "L1", "L1_src", settings=settings)
+    app = app_factory()
+    async with app.run_test(size=(120, 48)) as pilot:
+        assert await wait_for(pilot, lambda: app.main.leaderboard.table.row_count == 1)
+        assert await wait_for(pilot, lambda: app.main.cache)
+        await pilot.press("f")
+        assert await wait_for(pilot, lambda: app.main.query_one("#tabs").active == "launch")
+        assert await wait_for(pilot, lambda: field(app, "precision").value == "bf16")
+        got = {name: field(app, name).value for name in TRAIN_FIELDS + RUN_FIELDS}
+        assert got == {"num_epochs": "7", "batch_size": "16", "learning_rate": "0.0003", "early_stopping": "4",
+                       "seed": "11", "device": "cpu", "precision": "bf16"}
+
+
 async def test_first_run_offers_demo_in_one_keystroke(tmp_path, runs, backend):
     from tui.app import make_app
 

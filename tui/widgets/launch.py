@@ -368,12 +368,16 @@ class LaunchForm(VerticalScroll):
         levels.deselect_all()
         levels.select(level)
         spec = self.registry.levels[level]
-        training = config.get("training") if isinstance(config.get("training"), dict) else {}
-        values = {"num_epochs": training.get("epochs"), "batch_size": training.get("batch_size"),
-                  "learning_rate": training.get("learning_rate"), "early_stopping": training.get("early_stopping"),
-                  "seed": config.get("seed"), "device": config.get("device")}
+        settings = config.get("settings") if isinstance(config.get("settings"), dict) else None
+        if settings is not None:  # ours: every setting of the form, as the run used it
+            values = {name: settings.get(name) for name in TRAIN_FIELDS + RUN_FIELDS}
+        else:  # the reference's config.json: its training table
+            training = config.get("training") if isinstance(config.get("training"), dict) else {}
+            values = {"num_epochs": training.get("epochs"), "batch_size": training.get("batch_size"),
+                      "learning_rate": training.get("learning_rate"), "early_stopping": training.get("early_stopping"),
+                      "seed": config.get("seed"), "device": config.get("device")}
         for name, value in values.items():
-            if value is not None:
+            if value is not None and not isinstance(value, bool):
                 self.query_one(f"#f-{name}", Input).value = f"{value:g}" if isinstance(value, float) else str(value)
         for name in ARCH_FIELDS:
             value = adapter.get(name)
