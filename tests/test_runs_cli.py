@@ -128,6 +128,27 @@ def test_label_tags_note_and_archive_round_trip_through_meta_json(tmp_path, caps
     assert main(["runs", "--runs", str(tmp_path), "tag", "L1_a", "+bad tag!"]) == 2
 
 
+def test_a_run_reached_through_a_symlink_is_listed_read_only_and_never_written_through(tmp_path, capsys):
+    outside = make_run(tmp_path / "outside", "L1", "L1_far")
+    runs = tmp_path / "runs"
+    (runs / "L1").mkdir(parents=True)
+    (runs / "L1" / "L1_far").symlink_to(outside, target_is_directory=True)
+    (runs / "L2").symlink_to(make_run(tmp_path / "other", "L2", "L2_far").parent, target_is_directory=True)
+    before = {p: sorted(os.listdir(p)) for p in (outside, tmp_path / "other" / "L2" / "L2_far")}
+    assert main(["runs", str(runs), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted((r["run"], r["linked"]) for r in rows) == [("L1_far", True), ("L2_far", True)]
+    for name in ("L1_far", "L2_far"):
+        for argv in (["tag", name, "+x"], ["note", name, "hi"], ["label", name, "x"], ["archive", name],
+                     ["delete", name, "--yes"]):
+            assert main(["runs", "--runs", str(runs), *argv]) == 2
+            err = capsys.readouterr().err.strip()
+            assert "linked runs are read-only here" in err and len(err.splitlines()) == 1, (argv, err)
+    assert {p: sorted(os.listdir(p)) for p in before} == before  # no meta.json written, nothing deleted
+    assert main(["runs", str(runs)]) == 0
+    assert "read-only" in capsys.readouterr().out
+
+
 def test_options_after_the_tags_parse_as_options(tmp_path, capsys, monkeypatch):
     make_run(tmp_path / "elsewhere", "L1", "L1_a")
     monkeypatch.chdir(tmp_path)  # not a runs directory: only --runs finds the run

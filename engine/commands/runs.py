@@ -159,7 +159,8 @@ def _list(args: argparse.Namespace, directory: str | None) -> int:
         epochs = f"{r.epochs_done}/{r.num_epochs}" if r.num_epochs else str(r.epochs_done)
         state = r.state if not r.error else f"{r.state} ({r.error})"
         mark = "†" if r.eval_source == "reference" else ""
-        name = r.run + (f" · {r.label}" if r.label else "") + (" (archived)" if r.archived else "")
+        name = (r.run + (f" · {r.label}" if r.label else "") + (" (archived)" if r.archived else "")
+                + (" (linked, read-only)" if r.linked else ""))
         name, state = Text(printable(name)), Text(printable(state))  # user-written: no markup, no escapes
         table.add_row(name, r.level, _params(r.params), state, epochs, _fmt(r.best_val_loss, ".4f"),
                       _fmt(r.cos_sim, ".3f"), _fmt(r.accept_90, ".3f"), _fmt(r.consecutive_90, ".2f"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from common.errors import UserInputError
 from engine.rundir.files import read_object
-from engine.rundir.layout import LOCK, RUN_FILES, STATUS, is_run_dir
+from engine.rundir.layout import LOCK, RUN_FILES, STATUS, is_run_dir, linked_run_problem
 from engine.rundir.lock import RunLock
 from engine.rundir.states import effective_state
 
@@ -20,7 +20,10 @@ from engine.rundir.states import effective_state
 def delete_run(run_dir: str | os.PathLike, runs_root: str | os.PathLike) -> list[str]:
     """Delete a run; returns the names left behind (not ours to delete), [] when it is gone."""
     run_dir, root = Path(run_dir).absolute(), Path(runs_root).absolute()
-    if run_dir.is_symlink() or not run_dir.is_dir() or not is_run_dir(str(run_dir)):
+    linked = linked_run_problem(run_dir)
+    if linked:
+        raise UserInputError(linked)
+    if not run_dir.is_dir() or not is_run_dir(str(run_dir)):
         raise UserInputError(f"{run_dir} is not a run directory")
     if root.resolve() not in run_dir.resolve().parents:
         raise UserInputError(f"{run_dir} is not inside the runs directory {root}")

@@ -130,6 +130,17 @@ def level_of_name(run_dir: str) -> str:
     return match.group(1) if match else os.path.basename(os.path.dirname(run_dir))
 
 
+def linked_run_problem(run_dir: str | os.PathLike) -> str | None:
+    """One rule for runs reached through a symbolic link (the run directory or its level
+    directory): they are listed, read-only; no command writes through the link."""
+    path = Path(run_dir).absolute()
+    link = next((p for p in (path, path.parent) if p.is_symlink()), None)
+    if link is None:
+        return None
+    return (f"{path.name} is reached through the symbolic link {link} -> {os.path.realpath(link)}: linked runs are "
+            "read-only here; change it where it lives")
+
+
 def checkpoint_of(target: Path) -> Path:
     """A checkpoint file as given, or a run directory's best_model.pt (else final_model.pt, last.pt)."""
     if target.is_file():

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from common.errors import UserInputError
 from common.fileio import ReadError, read_json, write_json
 from common.text import control_character
-from engine.rundir.layout import META, is_run_dir
+from engine.rundir.layout import META, is_run_dir, linked_run_problem
 from engine.rundir.states import now_iso
 
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")
@@ -94,6 +94,9 @@ def update_meta(run_dir: str | os.PathLike, *, label: str | None = None, clear_l
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not is_run_dir(str(run_dir)):
         raise UserInputError(f"{run_dir} is not a run directory (no config.json, history.json or status.json)")
+    linked = linked_run_problem(run_dir)
+    if linked:
+        raise UserInputError(linked)
     if label is not None and (not label.strip() or len(label) > MAX_LABEL or "\n" in label):
         raise UserInputError(f"a label is one line of 1 to {MAX_LABEL} characters")
     for what, text, multiline in (("label", label, False), ("note", note, True)):

@@ -54,6 +54,7 @@ class RunSummary:
     tags: list[str] = field(default_factory=list)
     note: str = ""
     archived: bool = False
+    linked: bool = False       # reached through a symbolic link: listed, read-only (layout.linked_run_problem)
     sweep: str | None = None   # the sweep the run belongs to (config.json)
     hparams: dict[str, float] = field(default_factory=dict)  # its numeric settings, for sweeps
 
@@ -75,7 +76,8 @@ def _at(history: dict, key: str, index: int | None) -> float | None:
 def summarize(run_dir: Path | str) -> RunSummary:
     """One leaderboard row. Problems with any file land in `error`; the row is still returned."""
     run_dir = os.fspath(run_dir)  # plain strings: this runs once per run, 1,000 runs in < 1 s
-    row = RunSummary(run=os.path.basename(run_dir), path=run_dir, level=level_of_name(run_dir))
+    row = RunSummary(run=os.path.basename(run_dir), path=run_dir, level=level_of_name(run_dir),
+                     linked=os.path.islink(run_dir) or os.path.islink(os.path.dirname(run_dir)))
     problems: list[str] = []
 
     def load(name: str) -> dict | None:
