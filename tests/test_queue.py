@@ -19,7 +19,7 @@ import pytest
 from support import ROOT, wait_for
 
 from common.errors import UserInputError
-from engine.queue import Job, JobQueue, Worker, trainer_command
+from engine.queue import Job, JobQueue, Worker, ensure_worker, trainer_command
 from engine.queue import storage as queue_db
 from engine.queue.worker import acquire_lock, WorkerAlreadyRunning
 from engine.process import pid_exists as pid_alive
@@ -330,6 +330,35 @@ def test_only_one_worker_holds_the_lock(runs, q):
     finally:
         os.close(fd)
     os.close(acquire_lock(runs, wait_s=0.2))
+
+
+def test_a_stopped_worker_gets_one_answer_alive_but_not_responding(runs, q, capsys):
+    """SIGSTOP a process that holds the worker's row: status says so, --detach and a second
+    worker refuse with that one line, and nothing is started beside it."""
+    from engine.cli import main
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        q.heartbeat(proc.pid, starting=True)
+        os.kill(proc.pid, signal.SIGSTOP)
+        with q._tx() as db:  # its last heartbeat, long ago: what a stopped worker leaves
+            db.execute("UPDATE worker SET heartbeat = '2026-01-01T00:00:00+00:00'")
+        status = q.worker_status()
+        assert not status.alive and status.unresponsive and status.pid == proc.pid
+        q.add("L1", {})
+        assert main(["queue", "status", "--runs", str(runs)]) == 0
+        out = capsys.readouterr().out
+        assert "alive but not responding since its last heartbeat at 2026-01-01" in out and "not running" not in out
+        assert main(["queue", "worker", "--detach", "--runs", str(runs)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"kill -CONT {proc.pid}" in err and "already running" not in err
+        with pytest.raises(UserInputError, match="not responding"):
+            ensure_worker(runs)
+        assert q.worker_status().pid == proc.pid  # nothing started beside it
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not q.worker_status().unresponsive  # gone: plainly not running
 
 
 # -- the worker and the outcome of a job ----------------------------------------------------------

@@ -414,6 +414,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
             status = q.worker_status()
         if status.alive:
             raise UserInputError(f"a queue worker is already running for {runs} (pid {status.pid} on {status.host})")
+        if status.unresponsive:
+            raise UserInputError(status.unresponsive_text())
         pid = start_detached(runs, args.gpus, exit_when_idle=args.exit_when_idle,
                              poll_interval=args.poll_interval, grace_s=args.grace)
         if args.json:
@@ -469,6 +471,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         age = age_s(status.heartbeat)
         print(f"worker: alive, pid {status.pid} on {status.host}, heartbeat {status.heartbeat}"
               + (f" ({age:.0f} s ago)" if age is not None else "") + (f", GPUs {status.gpus}" if status.gpus else ""))
+    elif status.unresponsive:
+        print(f"worker: {status.unresponsive_text()}")
     elif status.pid:
         print(f"worker: not running (last: pid {status.pid} on {status.host}, heartbeat {status.heartbeat})")
     else:

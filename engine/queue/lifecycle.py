@@ -33,6 +33,14 @@ class WorkerStatus:
     counts: dict[str, int] = field(default_factory=dict)
     pid_start: str | None = None
     gpu_stats: list[dict] = field(default_factory=list)  # each GPU's use at the last heartbeat (NVML)
+    # Its process is there (this host) but its heartbeat stopped: SIGSTOPped, or hung. Not alive,
+    # and no other worker may start beside it.
+    unresponsive: bool = False
+
+    def unresponsive_text(self) -> str:
+        return (f"the queue worker (pid {self.pid}) is alive but not responding since its last heartbeat at "
+                f"{self.heartbeat}: resume it (kill -CONT {self.pid}) or stop it (`adapter-engine queue worker "
+                "--stop`)")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -258,8 +266,9 @@ class JobQueue(QueueStore):
             return WorkerStatus(alive=False, running=running, counts=counts)
         row = rows[0]
         age = age_s(row["heartbeat"])
+        exists = row["host"] == self.host and is_running(row["pid"], row["pid_start"])
         alive = (row["stopped_at"] is None and age is not None and age < STALE_AFTER_S
-                 and (row["host"] != self.host or is_running(row["pid"], row["pid_start"])))
-        return WorkerStatus(alive=alive, pid=row["pid"], host=row["host"], heartbeat=row["heartbeat"],
+                 and (row["host"] != self.host or exists))
+        return WorkerStatus(alive=alive, unresponsive=not alive and row["stopped_at"] is None and exists, pid=row["pid"], host=row["host"], heartbeat=row["heartbeat"],
                             running=running, started_at=row["started_at"], gpus=row["gpus"], counts=counts,
                             pid_start=row["pid_start"], gpu_stats=_stats(row["gpu_stats"]))

@@ -99,6 +99,8 @@ def ensure_worker(runs_dir: str | os.PathLike, gpus: str | None = None, *, exit_
         status = q.worker_status()
     if status.alive:
         return status.pid
+    if status.unresponsive:
+        raise UserInputError(status.unresponsive_text())
     try:
         return start_detached(runs_dir, gpus, exit_when_idle=exit_when_idle)
     except UserInputError:

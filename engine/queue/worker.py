@@ -118,6 +118,9 @@ def acquire_lock(runs_dir: Path, wait_s: float = 5.0) -> int:
                 break
             except BlockingIOError:
                 status = queue.worker_status()
+                if status.unresponsive:
+                    os.close(fd)
+                    raise WorkerAlreadyRunning(status.unresponsive_text()) from None
                 if status.alive or time.monotonic() > deadline:
                     os.close(fd)
                     who = f" (pid {status.pid} on {status.host})" if status.alive else ""
