@@ -9,15 +9,18 @@ without blocking: a FIFO named history.json must not hang the app.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import stat
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
+
+from common.errors import UserInputError
 
 
 @lru_cache(maxsize=1)
@@ -42,10 +45,78 @@ def shared_tempdir(prefix: str, parent: str | os.PathLike) -> Path:
     return path
 
 
+class DiskFull(UserInputError):
+    """A write found the device (or the quota) full: one line naming the file and the space left."""
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _disk_full(exc: BaseException, path: Path, attempted: int) -> DiskFull | None:
+    """The write's failure as DiskFull when the device is full: ENOSPC or EDQUOT, or a library's
+    own error (torch's "unexpected pos") with less free space left than the write needed."""
+    try:
+        usage = os.statvfs(path.parent)
+        free = usage.f_bavail * usage.f_frsize
+    except OSError:
+        return None
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not full and not (isinstance(exc, (OSError, RuntimeError)) and free < attempted + (1 << 20)):
+        return None
+    return DiskFull(f"no space left on the device writing {path} ({free / 2**20:.1f} MiB free); free some space or "
+                    "write elsewhere")
+
+
+def _discard(tmp: str, path: Path, exc: BaseException) -> None:
+    """Remove a failed write's temp file; raise DiskFull (one line) if the device was full."""
+    attempted = _size(tmp)
+    with suppress(FileNotFoundError):
+        os.unlink(tmp)
+    full = _disk_full(exc, path, attempted)
+    if full is not None:
+        raise full from None
+
+
+def _stage(path: Path, write: Callable[[IO[bytes]], None]) -> str:
+    """`write` into a fsynced temp file beside `path` (mode 0666 less the umask); its name."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException as exc:
+        _discard(tmp, path, exc)
+        raise
+    return tmp
+
+
+def write_all(writes: list[tuple[str | os.PathLike, Callable[[IO[bytes]], None]]]) -> None:
+    """Several files that must agree (an epoch's checkpoints and history): each written to a temp
+    file first, and only once all are written are they moved into place (os.replace needs no
+    space), so a full disk leaves every one of them as it was."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, write in writes:
+            staged.append((_stage(Path(path), write), Path(path)))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+
+
 @contextmanager
 def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
     """Open a temp file beside `path` for binary writing; on success fsync and os.replace it
-    into place (mode 0666 less the umask), on failure remove it."""
+    into place (mode 0666 less the umask), on failure remove it (a full device: DiskFull)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -55,11 +126,8 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        _discard(tmp, path, exc)
         raise
 
 
@@ -74,9 +142,14 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def json_bytes(data: Any) -> bytes:
+    """`data` as the JSON every writer here writes (non-finite floats become null)."""
+    return json.dumps(_finite(data), indent=2, default=str).encode("utf-8")
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Atomically write `data` as JSON (non-finite floats become null)."""
-    payload = json.dumps(_finite(data), indent=2, default=str).encode("utf-8")
+    payload = json_bytes(data)
     with atomic_writer(path) as handle:
         handle.write(payload)
 

@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from adapters.checkpoint import adapter_payload, atomic_torch_save, load_adapter
 from adapters.losses import batch_objective
 from adapters.registry import build_adapter, build_kwargs, load_registry
 from adapters.zoo import adapter_class
-from common.fileio import read_json, write_json
+from common.fileio import DiskFull, json_bytes, read_json, write_all, write_json
 from engine.console import EpochProgress
 from engine.data.loader import train_loader, val_loader
 from engine.device import autocast, make_optimizer, resolve_precision, to_device
@@ -172,10 +173,9 @@ class Trainer:
         self.progress = EpochProgress(enabled=None if ctx.is_main else False)
 
     # -- checkpoints -------------------------------------------------------------------------
-    def save_last(self) -> None:
-        if not self.ctx.is_main:
-            return
-        atomic_torch_save({
+    def last_state(self) -> dict[str, Any]:
+        """last.pt: the model, optimizer, scheduler, RNG and history, to resume from."""
+        return {
             **adapter_payload(self.model, epoch=self.epoch),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -185,7 +185,28 @@ class Trainer:
             "best_val_loss": self.best_val_loss,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
-        }, self.run_dir / LAST)
+        }
+
+    def commit_epoch(self, row: dict[str, Any], improved: bool) -> None:
+        """The epoch's history row, last.pt and (when it improved) best_model.pt, all or none:
+        staged first, then moved into place together, so a full disk leaves the history, the
+        checkpoints and status.json (written after) at the same epoch."""
+        for key, value in row.items():
+            self.history.setdefault(key, []).append(value)
+        if not self.ctx.is_main:
+            return
+        writes = [(self.run_dir / LAST, partial(torch.save, self.last_state()))]
+        if improved:
+            payload = adapter_payload(self.model, epoch=self.epoch, val_loss=self.best_val_loss)
+            writes.append((self.run_dir / BEST, partial(torch.save, payload)))
+        history = json_bytes(self.history)
+        writes.append((self.run_dir / HISTORY, lambda handle: handle.write(history)))
+        try:
+            write_all(writes)
+        except BaseException:
+            for values in self.history.values():  # not recorded: a resume redoes the epoch
+                values.pop()
+            raise
 
     @property
     def stop_signal(self) -> int | None:
@@ -282,12 +303,6 @@ class Trainer:
                 raise StopRequested
         return metrics.compute("val_")
 
-    def record(self, row: dict[str, Any]) -> None:
-        for key, value in row.items():
-            self.history.setdefault(key, []).append(value)
-        if self.ctx.is_main:
-            write_json(self.run_dir / HISTORY, self.history)
-
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> int:
         s = self.settings
@@ -296,6 +311,7 @@ class Trainer:
                            best_epoch=self.best_epoch)
         while self.epoch < s.num_epochs:
             epoch_started = time.perf_counter()
+            before = (self.epoch, self.best_val_loss, self.best_epoch, self.bad_epochs)
             lr = self.optimizer.param_groups[0]["lr"]
             train = self.train_epoch()
             val = self.validate()
@@ -306,14 +322,17 @@ class Trainer:
             improved = val["val_loss"] < self.best_val_loss
             if improved:
                 self.best_val_loss, self.best_epoch, self.bad_epochs = val["val_loss"], self.epoch, 0
-                if self.ctx.is_main:
-                    atomic_torch_save(adapter_payload(self.model, epoch=self.epoch, val_loss=self.best_val_loss), self.run_dir / BEST)
             else:
                 self.bad_epochs += 1
-            self.record({"epoch": self.epoch, "train_loss": train["train_loss"], "train_cos_sim": train["train_cos_sim"],
-                         **val, "lr": lr, "epoch_time_s": time.perf_counter() - epoch_started,
-                         "train_tokens_per_s": train["train_tokens_per_s"], "data_wait_frac": train["data_wait_frac"]})
-            self.save_last()
+            try:
+                self.commit_epoch({"epoch": self.epoch, "train_loss": train["train_loss"],
+                                   "train_cos_sim": train["train_cos_sim"], **val, "lr": lr,
+                                   "epoch_time_s": time.perf_counter() - epoch_started,
+                                   "train_tokens_per_s": train["train_tokens_per_s"],
+                                   "data_wait_frac": train["data_wait_frac"]}, improved)
+            except BaseException:  # the epoch is not on disk: nor is it in what status and config say
+                self.epoch, self.best_val_loss, self.best_epoch, self.bad_epochs = before
+                raise
             log.info("epoch %d/%d  train %.4f  val %.4f  cos %.4f  acc@0.90 %.3f  %s(%.1fs, %.0f tok/s, wait %.1f%%)",
                      self.epoch, s.num_epochs, train["train_loss"], val["val_loss"], val["val_cos_sim"],
                      val["val_accept_90"], "* " if improved else "", time.perf_counter() - epoch_started,
@@ -460,12 +479,18 @@ def _train(inputs: Inputs, run_dir: Path, ctx: DistContext, stop: StopFlag) -> i
         state, code, error = "diverged", EXIT_DIVERGED, str(exc)
         kept = "best_model.pt is kept" if (run_dir / BEST).is_file() else "no epoch had finished: no checkpoint"
         log.error("diverged: %s; %s", exc, kept)
+    except DiskFull as exc:  # one line everywhere: which file, how much space is left
+        error = str(exc)
+        log.error("failed: %s", error)
     except Exception as exc:  # any other failure: one line in status.json, the traceback in train.log
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
         log.error("failed: %s\n%s", error, traceback.format_exc())
     distributed.shutdown(ctx)
     if ctx.is_main:
-        finish_run(run_dir, inputs, trainer, state, error)
+        try:
+            finish_run(run_dir, inputs, trainer, state, error)
+        except DiskFull as exc:  # not even status.json fits: say so, once
+            log.error("could not record the end of the run: %s", exc)
     if file_handler is not None:
         file_handler.close()
     return code
