@@ -248,3 +248,33 @@ def test_strings_written_by_hand_print_escaped_in_the_table_and_md(tmp_path, cap
     assert main(["runs", str(tmp_path), "--md"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "L1_a" in line)
     assert row.count(" | ") == 6  # the label's own "|" does not open a column
+
+
+def test_runs_are_found_below_the_given_directory_as_the_seeds_repository_lays_them_out(tmp_path, capsys):
+    """Pointed at the seed's repository root: its runs under feasible/feature_alignment/tasks/<LEVEL>/
+    and its Stage-3 evaluation directories (acceptance_metrics.json alone) are found; hidden
+    directories, datasets, links out of the tree and anything too deep are not."""
+    tasks = tmp_path / "repo" / "feasible" / "feature_alignment" / "tasks"
+    make_run(tasks, "L2", "L2_20260206_181048")
+    evaluation = tasks / "L1" / "L1_20260206_095906"
+    evaluation.mkdir(parents=True)
+    write_json(evaluation / "acceptance_metrics.json", {"cos_sim_mean": 0.76, "accept_90": 0.16, "speedup_e2e": 0.91,
+                                                        "consecutive_mean_90": 5.96})
+    make_run(tmp_path / "repo" / ".git", "L3", "L3_hidden")
+    dataset = tmp_path / "repo" / "data" / "train"
+    make_run(dataset, "L4", "L4_inside_a_dataset")
+    write_json(dataset / "index.json", {})
+    make_run(tmp_path / "repo" / "a" / "b" / "c" / "d" / "e", "L5", "L5_too_deep")
+    make_run(tmp_path / "outside", "L1", "L1_outside")
+    (tasks / "elsewhere").symlink_to(tmp_path / "outside", target_is_directory=True)
+    assert main(["runs", str(tmp_path / "repo"), "--json"]) == 0
+    rows = {r["run"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"L2_20260206_181048", "L1_20260206_095906"}
+    evaluated = rows["L1_20260206_095906"]
+    assert (evaluated["state"], evaluated["level"], evaluated["eval_source"]) == ("done", "L1", "reference")
+    assert (evaluated["cos_sim"], evaluated["accept_90"], evaluated["speedup"]) == (0.76, 0.16, 0.91)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["runs", str(empty)]) == 0
+    err = capsys.readouterr().err
+    assert f"no runs under {empty}" in err and "levels down" in err

@@ -206,7 +206,7 @@ def test_the_references_lm_head_file_is_accepted(tmp_path, tiny_data):
                       "--output_dir", tmp_path / "runs") == 0
     run = next((tmp_path / "runs").glob("L1/*"))
     assert "val_token_match" in json.loads((run / "history.json").read_text())
-    assert "token_top10" in json.loads((run / "eval.json").read_text())
+    assert "token_top10_match" in json.loads((run / "eval.json").read_text())
 
 
 def test_reference_run_directories_show_with_their_evaluation_figures(tmp_path, tiny_data):

@@ -111,6 +111,13 @@ def _list(args: argparse.Namespace, directory: str | None) -> int:
         raise UserInputError(f"no run of sweep {args.sweep!r} under {root} yet (its jobs may still be queued: "
                              "`adapter-engine queue ls`)")
     rows = sort_runs(rows, args.sort)
+    if not rows and not (args.where or args.state or args.json):
+        from engine.rundir.layout import SEARCH_DEPTH
+
+        print(f"no runs under {runs.describe()}: looked {SEARCH_DEPTH} levels down for directories holding "
+              "config.json, history.json, status.json or acceptance_metrics.json" + ("" if not args.md else
+              " (--md lists done runs; --all lists every state)"), file=sys.stderr)
+        return 0
     effects = None
     if args.sweep:
         from engine.rundir.hparams import rank

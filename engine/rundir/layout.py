@@ -102,26 +102,54 @@ def is_run_dir(path: str) -> bool:
     return any(os.path.exists(os.path.join(path, name)) for name in (CONFIG, HISTORY, STATUS))
 
 
-def iter_run_dirs(root: Path) -> Iterator[str]:
-    """Run directories (holding config.json, history.json or status.json) in either layout:
-    RUNS/<RUN>/ and RUNS/<LEVEL>/<RUN>/."""
+def is_evaluation_dir(path: str) -> bool:
+    """The reference's Stage-3 output: acceptance_metrics.json with no run files beside it."""
+    return os.path.exists(os.path.join(path, REFERENCE_METRICS)) and not is_run_dir(path)
+
+
+SEARCH_DEPTH = 6     # RUNS/a/b/c/<LEVEL>/<RUN>: the seed's repository root finds feasible/feature_alignment/tasks/L1/*
+SEARCH_LIMIT = 20_000  # directories looked at, at most: a home directory given by mistake ends, it does not hang
+NOT_SEARCHED = {"__pycache__", "node_modules", "site-packages", "wandb"}
+
+
+def _skipped(entry: os.DirEntry, depth: int) -> bool:
+    if entry.name.startswith(".") or entry.name in NOT_SEARCHED or (depth == 0 and entry.name in NOT_RUNS):
+        return True
     try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
+        return not entry.is_dir()
     except OSError:
-        return
-    for entry in entries:
-        if not entry.is_dir() or entry.name.startswith(".") or entry.name in NOT_RUNS:
-            continue
-        if is_run_dir(entry.path):
-            yield entry.path
-            continue
+        return True
+
+
+def iter_run_dirs(root: Path, depth: int = SEARCH_DEPTH) -> Iterator[str]:
+    """Run directories (holding config.json, history.json or status.json) and the reference's
+    evaluation directories (acceptance_metrics.json alone) anywhere below `root`, as TensorBoard
+    finds a logdir's runs: ours at RUNS/<LEVEL>/<RUN>/, the reference's at RUNS/<RUN>/ or deeper
+    (its repository root, `pipeline/`, `feasible/feature_alignment/`). Hidden directories,
+    datasets (an index.json) and virtual environments are skipped; a symbolic link is listed
+    when it is a run (read-only: linked_run_problem), and followed only as a level directory of
+    RUNS itself, never deeper out of it."""
+    budget = [SEARCH_LIMIT]
+
+    def walk(path: str, level: int) -> Iterator[str]:
         try:
-            runs = sorted(os.scandir(entry.path), key=lambda e: e.name)
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError:
-            continue
-        for run in runs:
-            if run.is_dir() and is_run_dir(run.path):
-                yield run.path
+            return
+        for entry in entries:
+            if budget[0] <= 0:
+                return
+            budget[0] -= 1
+            if _skipped(entry, level):
+                continue
+            if is_run_dir(entry.path) or is_evaluation_dir(entry.path):
+                yield entry.path
+                continue
+            descend = level + 1 < depth and not (entry.is_symlink() and level > 0)
+            if descend and not any(os.path.exists(os.path.join(entry.path, name)) for name in ("index.json", "pyvenv.cfg")):
+                yield from walk(entry.path, level + 1)
+
+    yield from walk(os.fspath(root), 0)
 
 
 def level_of_name(run_dir: str) -> str:

@@ -17,8 +17,8 @@ from typing import Any
 from adapters import seed
 from common.fileio import ReadError, read_json
 from engine.rundir.evaluation import PRIMARY_THRESHOLD, eval_key
-from engine.rundir.layout import (CONFIG, EVAL, HISTORY, META, REFERENCE_METRICS, SPECULATE, STATUS, iter_run_dirs,
-                                  level_of_name)
+from engine.rundir.layout import (CONFIG, EVAL, HISTORY, META, REFERENCE_METRICS, SPECULATE, STATUS, is_evaluation_dir,
+                                  iter_run_dirs, level_of_name)
 from engine.rundir.meta import parse_meta
 from engine.rundir.speculation import parse_speculation, primary
 from engine.rundir.states import age_s, effective_state
@@ -133,6 +133,8 @@ def summarize(run_dir: Path | str) -> RunSummary:
             row.duration_s = max(0.0, started - age)
     elif config is not None and history is not None and not os.path.exists(os.path.join(run_dir, STATUS)):
         row.state, row.seed_format = "done", True
+    elif config is None and history is None and not problems and is_evaluation_dir(run_dir):
+        row.state, row.seed_format = "done", True  # the reference's evaluation alone: a finished result
 
     evaluation = load(EVAL)
     if evaluation:
@@ -151,6 +153,10 @@ def summarize(run_dir: Path | str) -> RunSummary:
             row.prefix_mean_90 = _number(metrics.get("consecutive_mean_90"))
             row.expected_tokens = _number(metrics.get("sd_consecutive_gamma5"))
             row.speedup = _number(metrics.get("speedup_e2e"))
+            if row.cos_sim is None:  # an evaluation without a history: its own figures
+                row.cos_sim = _number(metrics.get("cos_sim_mean"))
+            if row.accept_90 is None:
+                row.accept_90 = _number(metrics.get("accept_90"))
 
     if os.path.exists(os.path.join(run_dir, SPECULATE)):
         speculation = load(SPECULATE)
