@@ -1,9 +1,8 @@
-"""The Runs tab: the leaderboard over an inspector (curves, details, log tail, acceptance).
+"""The Runs tab: the leaderboard over the inspector (tui/widgets/inspector.py).
 
 It owns its state (the runs read, the selection, the marks), its thread workers (scanning,
-reading a run, describing a checkpoint, editing meta.json, deleting) and its keys. The screen
-forwards the watcher's messages about run directories to it. (Over 400 lines: every action on a
-run needs the pane's selection and cache, so they live with them.)"""
+reading a run, editing meta.json, deleting, queueing a measurement) and its keys; the inspector
+draws what it holds. The screen forwards the watcher's messages about run directories to it."""
 
 from __future__ import annotations
 
@@ -13,31 +12,23 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.lazy import Lazy
-from textual.widgets import TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from common.text import plural
 from engine.rundir.delete import delete_run
-from engine.rundir.evaluation import parse_any_eval
-from engine.rundir.hparams import METRICS, rank
-from engine.rundir.layout import CHECKPOINTS, LOG, STEPS, is_run_dir
-from engine.rundir.steps import read_steps
+from engine.rundir.layout import LOG, STEPS, is_run_dir
 from engine.rundir.meta import tag_changes, update_meta
 from engine.rundir.run import RunData, read_run
+from engine.rundir.steps import read_steps
 from engine.rundir.summary import load_runs, summarize
 from tui.backend import Backend
-from tui.messages import CheckpointDescribed, ForkRun, RunRead, RunsLoaded, RunsShown, StepsRead
+from tui.messages import ForkRun, RunRead, RunsLoaded, RunsShown, StepsRead
+from tui.refresh import guarded
 from tui.screens.dialogs import ColumnsScreen, ConfirmScreen, PromptScreen
 from tui.watcher import LevelDirChanged, RunFilesChanged
-from tui.widgets.acceptance import AcceptancePanel, AcceptanceRun
 from tui.widgets.curves import CurvesPanel
-from tui.widgets.details import RunDetails
-from tui.widgets.hparams import HParamsPanel
+from tui.widgets.inspector import RunInspector
 from tui.widgets.leaderboard import COLUMNS, Leaderboard
 from tui.widgets.logtail import LogTail
-from tui.widgets.speedup import SpeedupPanel, speedup_points
-from tui.refresh import guarded
 
 NOTIFY_STATES = {"done": "information", "failed": "error", "diverged": "error", "cancelled": "warning"}
 ACTIVE_STATES = ("running", "queued")
@@ -92,35 +83,24 @@ class RunsPane(Vertical):
         self.cache: dict[str, RunData] = {}
         self.states: dict[str, str] = {}
         self.follow_new = False
-        self.accept_tau: str | None = None  # threshold of the acceptance plot; None: each file's primary
-        self.checkpoints: dict[tuple[str, int], tuple[dict | None, str | None]] = {}
         self.deleted: set[str] = set()  # deleted here: late file events and reads of them are ignored
         self.steps: dict[str, tuple[list[dict], int]] = {}  # steps.jsonl rows and read offset, by run
-        self.hparams_metric = METRICS[0]
 
     def compose(self) -> ComposeResult:
         yield Leaderboard(id="leaderboard")
-        with TabbedContent(id="inspector", initial="curves"):
-            with TabPane("Curves c", id="curves"):
-                yield CurvesPanel(id="curves-panel")
-            with TabPane("Details i", id="details"):
-                yield RunDetails(id="details-panel")
-            with TabPane("Log t", id="log"):
-                yield LogTail(id="log-panel")
-            with TabPane("Accept p", id="accept"):
-                yield Lazy(AcceptancePanel(id="accept-panel"))
-            with TabPane("Settings h", id="hparams"):
-                yield Lazy(HParamsPanel(id="hparams-panel"))
-            with TabPane("Speedup w", id="speedup"):
-                yield Lazy(SpeedupPanel(id="speedup-panel"))
+        yield RunInspector(self, id="run-inspector")
 
     @property
     def leaderboard(self) -> Leaderboard:
         return self.query_one(Leaderboard)
 
     @property
+    def inspector(self) -> RunInspector:
+        return self.query_one(RunInspector)
+
+    @property
     def curves(self) -> CurvesPanel:
-        return self.query_one(CurvesPanel)
+        return self.inspector.curves
 
     def on_mount(self) -> None:
         self.leaderboard.table.focus()
@@ -233,14 +213,14 @@ class RunsPane(Vertical):
             tau = f" · τ {run.tau:.2f} at γ={run.measured_gamma}" if run.tau is not None else ""
             self.notify(f"{run.run}: measured speedup {run.speedup_measured:.2f}x{tau}", title="speedup measured",
                         timeout=8)
-        self._show_speedup()
+        self.inspector.show_speedup()
         if run.path == self.selected:
-            self._show_selected()
+            self.inspector.show_selected()
         if run.path in self.marked or run.path == self.selected:
-            self._show_marked()
+            self.inspector.show_marked()
         selected = self.leaderboard.rows.get(self.selected or "")
         if selected is not None and selected.sweep and run.sweep == selected.sweep:
-            self._show_hparams()
+            self.inspector.show_hparams()
 
     def _notify_end(self, data: RunData) -> None:
         run = data.summary
@@ -259,55 +239,10 @@ class RunsPane(Vertical):
         self.selected = message.path
         self.query_one(LogTail).follow(message.path)
         if message.path:
-            self._show_selected()
-            self._show_marked()
+            self.inspector.show_selected()
+            self.inspector.show_marked()
             self.read(message.path, full=True)
             self.read_steps(message.path)
-
-    def _show_selected(self) -> None:
-        data = self.cache.get(self.selected or "")
-        if data is None:
-            self.curves.show_run(Path(self.selected or "").name, {}, {}, None)
-            self._show_acceptance()
-            return
-        run = data.summary
-        self.curves.show_run(run.run, data.history, data.status, run.state, self.steps.get(run.path, ([], 0))[0])
-        if len(self.marked) < 2:
-            self.query_one(RunDetails).show_run(data)
-            self._describe_checkpoint()
-        self._show_acceptance()
-
-    def _describe_checkpoint(self) -> None:
-        """The selected run's checkpoint, read by the engine once the Details tab shows it (the
-        engine needs torch: a subprocess, so not for every row scrolled past)."""
-        path = self.selected
-        if not path or self.query_one("#inspector", TabbedContent).active != "details":
-            return
-        checkpoint = next((Path(path) / name for name in CHECKPOINTS if (Path(path) / name).is_file()), None)
-        if checkpoint is None:
-            self.query_one(RunDetails).show_checkpoint(None)
-            return
-        stamp = (str(checkpoint), checkpoint.stat().st_mtime_ns)
-        if stamp in self.checkpoints:
-            self.query_one(RunDetails).show_checkpoint(*self.checkpoints[stamp])
-            return
-        self.describe_checkpoint(path, stamp)
-
-    @work(thread=True, exclusive=True, group="checkpoint", exit_on_error=False)
-    def describe_checkpoint(self, path: str, stamp: tuple[str, int]) -> None:
-        try:
-            info, error = self.backend.checkpoint(stamp[0]), None
-        except Exception as exc:  # a broken or foreign file: say so in the pane
-            info, error = None, str(exc)
-        if not get_current_worker().is_cancelled:
-            self.checkpoints[stamp] = (info, error)
-            self.post_message(CheckpointDescribed(path, info, error))
-
-    @on(CheckpointDescribed)
-    @guarded("the checkpoint view")
-    def _checkpoint_described(self, message: CheckpointDescribed) -> None:
-        if message.path == self.selected and len(self.marked) < 2:
-            self.query_one(RunDetails).show_checkpoint(message.info, message.error)
 
     @on(Leaderboard.MarksChanged)
     def _marks_changed(self, message: Leaderboard.MarksChanged) -> None:
@@ -315,123 +250,34 @@ class RunsPane(Vertical):
         for path in self.marked:
             if path not in self.cache:
                 self.read(path, full=True)
-        self._show_marked()
+        self.inspector.show_marked()
         if len(self.marked) < 2:
-            self._show_selected()
+            self.inspector.show_selected()
 
-    def _overlaid(self) -> list[str]:
-        """The selected run, then the marked ones: what the overlay and the acceptance plot show."""
-        return ([self.selected] if self.selected else []) + [p for p in self.marked if p != self.selected]
-
-    def _show_marked(self) -> None:
-        shown = [self.cache[p] for p in self._overlaid() if p in self.cache]
-        self.curves.show_overlay({d.summary.run: d.history for d in shown} if self.marked else {})
-        marked = [self.cache[p] for p in self.marked if p in self.cache]
-        if len(self.marked) >= 2 and len(marked) == len(self.marked):
-            self.query_one(RunDetails).show_diff([(d.summary.run, d.config) for d in marked])
-        self._show_acceptance()
-        self._show_hparams()
-
-    def _show_hparams(self) -> None:
-        """Which settings matter: across the selected run's sweep, else across the marked runs."""
-        panels = [p for p in self.query(HParamsPanel) if p.is_mounted]
-        if not panels:
-            return
-        rows = self.leaderboard.rows
-        selected = rows.get(self.selected or "")
-        if selected is not None and selected.sweep:
-            group = [r for r in rows.values() if r.sweep == selected.sweep]
-            title = f"sweep {selected.sweep}: {plural(len(group), 'run')}"
-        elif len(self.marked) >= 2:
-            group = [rows[p] for p in self.marked if p in rows]
-            title = f"{len(group)} marked runs"
-        else:
-            for panel in panels:
-                panel.show("", [], self.hparams_metric, "Select a run of a sweep, or mark runs to compare (space).")
-            return
-        scored = [r for r in group if getattr(r, self.hparams_metric) is not None]
-        note = (f"{len(scored)} with {self.hparams_metric} · y: next metric" if scored else
-                f"no run has {self.hparams_metric} yet · y: next metric")
-        for panel in panels:
-            panel.show(title, rank(group, self.hparams_metric), self.hparams_metric, note)
-
-    @on(HParamsPanel.Mounted)
-    def _hparams_mounted(self, message: HParamsPanel.Mounted) -> None:
-        self._show_hparams()
-
-    def action_hparams_metric(self) -> None:
-        self.hparams_metric = METRICS[(METRICS.index(self.hparams_metric) + 1) % len(METRICS)]
-        self.notify(f"settings ranked by {self.hparams_metric}", timeout=2)
-        self._show_hparams()
-
-    def _show_acceptance(self) -> None:
-        """Acceptance by position: the selected run, then every marked run (from eval.json)."""
-        runs = []
-        for path in self._overlaid():
-            data = self.cache.get(path)
-            if data is None:
-                runs.append(AcceptanceRun(Path(path).name, None, "reading...", path == self.selected))
-                continue
-            view, problem = data.evaluation, data.eval_problem
-            if self.accept_tau is not None and data.eval_data is not None:
-                view, problem = parse_any_eval(data.eval_data, self.accept_tau)
-            runs.append(AcceptanceRun(data.summary.run, view, problem, path == self.selected))
-        for panel in self.query(AcceptancePanel):
-            panel.show(runs)
-
-    def _show_speedup(self) -> None:
-        for panel in self.query(SpeedupPanel):
-            panel.show(speedup_points(list(self.leaderboard.rows.values())))
-
-    @on(SpeedupPanel.Mounted)
-    def _speedup_mounted(self, message: SpeedupPanel.Mounted) -> None:
-        self._show_speedup()
-
-    @on(AcceptancePanel.Mounted)
-    def _acceptance_mounted(self, message: AcceptancePanel.Mounted) -> None:
-        self._show_acceptance()
-
-    @on(TabbedContent.TabActivated, "#inspector")
-    def _inspector_activated(self, event: TabbedContent.TabActivated) -> None:
-        event.stop()
-        if event.pane.id == "details":
-            self._describe_checkpoint()
-
-    # -- actions: view -----------------------------------------------------------------------
+    # -- actions: view (drawn by the inspector) ---------------------------------------------
     def action_inspect(self, pane: str) -> None:
-        self.query_one("#inspector", TabbedContent).active = pane
+        self.inspector.inspect(pane)
 
     def action_log_y(self) -> None:
-        self.curves.toggle_log()
+        self.inspector.toggle_log_y()
 
     def action_smoothing(self) -> None:
-        weight = self.curves.cycle_smoothing()
-        self.notify(f"smoothing {weight:g}" if weight else "smoothing off", timeout=2)
+        self.inspector.cycle_smoothing()
 
     def action_metric(self) -> None:
-        self.notify(f"overlay metric: {self.curves.next_metric()}", timeout=2)
+        self.inspector.next_metric()
 
     def action_view(self) -> None:
-        self.curves.next_view()
+        self.inspector.next_view()
 
     def action_x_axis(self) -> None:
-        axis = self.curves.cycle_x_axis()
-        self.notify(f"curves against {axis}" + ("" if axis == "epoch" or self.curves.steps else
-                                                 " (this run has no steps.jsonl: epoch ends only)"), timeout=2)
+        self.inspector.cycle_x_axis()
 
     def action_accept_threshold(self) -> None:
-        """Step the acceptance plot through the thresholds the shown runs were evaluated at."""
-        shown = [self.cache[p] for p in self._overlaid() if p in self.cache]
-        views = [d.evaluation for d in shown if d.evaluation is not None]
-        if not views:
-            self.notify("no eval.json to switch thresholds in", severity="warning", timeout=3)
-            return
-        thresholds = views[0].thresholds
-        current = self.accept_tau or views[0].tau
-        self.accept_tau = thresholds[(thresholds.index(current) + 1) % len(thresholds)] \
-            if current in thresholds else thresholds[0]
-        self.notify(f"acceptance threshold: {self.accept_tau}", timeout=2)
-        self._show_acceptance()
+        self.inspector.next_threshold()
+
+    def action_hparams_metric(self) -> None:
+        self.inspector.next_hparams_metric()
 
     def action_rescan(self) -> None:
         self.scan(list(self.leaderboard.rows))
