@@ -69,7 +69,8 @@ def options_from(args: argparse.Namespace) -> SpeculateOptions:
     return SpeculateOptions(
         run=args.run, drafter=merged["drafter"], verifier=merged["verifier"], prompts=merged["prompts"],
         layer=-1 if merged["layer"] is None else merged["layer"], drafter_layers=merged["drafter_layers"],
-        gamma=args.gamma, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed, samples=args.samples, warmup=args.warmup, device=args.device,
+        gamma=args.gamma, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+        samples=args.samples, warmup=args.warmup, device=args.device,
         dtype=args.dtype, max_prompt_tokens=args.max_prompt_tokens, trust_remote_code=args.trust_remote_code)
 
 

@@ -110,6 +110,7 @@ def is_evaluation_dir(path: str) -> bool:
 SEARCH_DEPTH = 6     # RUNS/a/b/c/<LEVEL>/<RUN>: the seed's repository root finds feasible/feature_alignment/tasks/L1/*
 SEARCH_LIMIT = 20_000  # directories looked at, at most: a home directory given by mistake ends, it does not hang
 NOT_SEARCHED = {"__pycache__", "node_modules", "site-packages", "wandb"}
+NOT_DESCENDED = ("index.json", "pyvenv.cfg")  # a dataset split, a virtual environment
 
 
 def _skipped(entry: os.DirEntry, depth: int) -> bool:
@@ -146,7 +147,7 @@ def iter_run_dirs(root: Path, depth: int = SEARCH_DEPTH) -> Iterator[str]:
                 yield entry.path
                 continue
             descend = level + 1 < depth and not (entry.is_symlink() and level > 0)
-            if descend and not any(os.path.exists(os.path.join(entry.path, name)) for name in ("index.json", "pyvenv.cfg")):
+            if descend and not any(os.path.exists(os.path.join(entry.path, name)) for name in NOT_DESCENDED):
                 yield from walk(entry.path, level + 1)
 
     yield from walk(os.fspath(root), 0)

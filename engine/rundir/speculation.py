@@ -94,5 +94,6 @@ def progress_text(progress: dict[str, Any] | None) -> str:
     text = f"{done}/{plural(total, 'prompt')}"
     gamma, tau = progress.get("gamma"), _num(progress.get("tau"))
     if tau is not None:
-        text += f", τ {tau:.2f}" + (f" at γ={gamma}" if isinstance(gamma, int) and progress.get("gammas", 1) != 1 else "")
+        several = isinstance(gamma, int) and progress.get("gammas", 1) != 1
+        text += f", τ {tau:.2f}" + (f" at γ={gamma}" if several else "")
     return text

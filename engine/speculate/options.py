@@ -22,7 +22,8 @@ def parse_gammas(text: str) -> tuple[int, ...]:
     try:
         values = [int(part) for part in str(text).split(",") if part.strip()]
     except ValueError:
-        raise UserInputError(f"--gamma {text!r}: give a draft length or a list, e.g. --gamma 5 or --gamma 1,3,5,8") from None
+        raise UserInputError(f"--gamma {text!r}: give a draft length or a list, e.g. --gamma 5 or --gamma 1,3,5,8") \
+            from None
     if not values or any(not 1 <= v <= MAX_GAMMA for v in values):
         raise UserInputError(f"--gamma {text!r}: each draft length must be from 1 to {MAX_GAMMA}")
     return tuple(dict.fromkeys(values))
