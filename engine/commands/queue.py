@@ -122,6 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--grace", type=float, default=STOP_GRACE_S, metavar="S",
                    help=f"seconds between SIGTERM and SIGKILL on cancel (default {STOP_GRACE_S:g})")
     w.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
+    _slurm_flags(w)
     _common(w)
     w.set_defaults(func=cmd_worker)
 
@@ -129,6 +130,66 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description="Worker alive or not, pid, host, last heartbeat, running jobs, counts.")
     _common(s)
     s.set_defaults(func=cmd_status)
+
+
+def _slurm_flags(w: argparse.ArgumentParser) -> None:
+    g = w.add_argument_group("Slurm", "--backend slurm submits each job with sbatch (defaults: adapters.toml [slurm])")
+    g.add_argument("--backend", choices=("local", "slurm"), default="local",
+                   help="run jobs here (local, the default) or on a Slurm cluster")
+    g.add_argument("--partition", metavar="P", help="Slurm partition (default: the cluster's default)")
+    g.add_argument("--account", metavar="A", help="Slurm account to charge")
+    g.add_argument("--time", metavar="LIMIT", help="each job's time limit, e.g. 24:00:00 (at it, the job saves "
+                                                   "last.pt and ends interrupted; a retry resumes it)")
+    g.add_argument("--mem", metavar="SIZE", help="memory per job, e.g. 32G")
+    g.add_argument("--gpus-per-proc", type=int, metavar="N", help="GPUs per process of a job (default: 1 when the "
+                                                                  "partition's nodes have GPUs, else 0)")
+    g.add_argument("--cpus-per-proc", type=int, metavar="N", help="CPUs per process of a job (default 1)")
+    g.add_argument("--max-submitted", type=int, metavar="N", help="at most N jobs submitted at a time (default: "
+                                                                  "every queued job)")
+    g.add_argument("--config", metavar="TOML", help="adapters.toml whose [slurm] table gives these defaults "
+                                                     "(default: the nearest adapters.toml)")
+    g.add_argument("--sbatch-arg", action="append", metavar="ARG", dest="sbatch_args",
+                   help="one more sbatch option, e.g. --sbatch-arg=--qos=high (repeatable)")
+
+
+SLURM_FLAGS = ("partition", "account", "time", "mem", "gpus_per_proc", "cpus_per_proc", "max_submitted", "sbatch_args")
+
+
+def _slurm_worker(args: argparse.Namespace, runs: Path):
+    """A SlurmWorker for these flags, the cluster checked first: no sbatch, an unknown partition
+    or a queued job asking more GPUs than a node has is one line and exit 2, nothing submitted."""
+    from adapters.registry import load_registry
+    from engine.queue.slurm import SlurmOptions, check_partition, read_cluster
+    from engine.queue.slurm_worker import SlurmWorker, check_queued
+
+    given = {name: getattr(args, name) for name in SLURM_FLAGS}
+    options = SlurmOptions.from_config(load_registry(args.config).slurm if _has_config(args) else {}, **given)
+    cluster = read_cluster()
+    partition = check_partition(options, cluster)
+    check_queued(runs, options, cluster, partition)
+    return SlurmWorker(runs, options, cluster, partition, exit_when_idle=args.exit_when_idle,
+                       poll_interval=args.poll_interval, grace_s=args.grace, detached=args.detached_child)
+
+
+def _has_config(args: argparse.Namespace) -> bool:
+    from adapters.registry import default_config_path
+
+    return args.config is not None or default_config_path().is_file()
+
+
+def _slurm_argv(args: argparse.Namespace) -> list[str]:
+    """The Slurm flags again, for a worker started in the background."""
+    argv = ["--backend", args.backend]
+    if args.config:
+        argv += ["--config", args.config]
+    for name in SLURM_FLAGS:
+        value = getattr(args, name)
+        flag = "--" + name.replace("_", "-")
+        if name == "sbatch_args":
+            argv += [f"--sbatch-arg={arg}" for arg in value or []]
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -401,13 +462,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not args.poll_interval > 0 or args.grace < 0:
         raise UserInputError("--poll-interval must be > 0 and --grace >= 0")
     runs = _runs(args).path
+    if args.backend != "local" or any(getattr(args, name) for name in SLURM_FLAGS):
+        if args.gpus:
+            raise UserInputError("--gpus names this machine's GPUs; with --backend slurm use --gpus-per-proc")
+        if args.backend != "slurm":
+            raise UserInputError("the Slurm flags (--partition, --time, ...) need --backend slurm")
+        worker = _slurm_worker(args, runs)  # checks the cluster before anything starts
+        if not args.detach:
+            return worker.run()
     if args.detach:
         with _queue(args) as q:
             status = q.worker_status()
         if status.alive:
             raise UserInputError(f"a queue worker is already running for {runs} (pid {status.pid} on {status.host})")
         pid = start_detached(runs, args.gpus, exit_when_idle=args.exit_when_idle,
-                             poll_interval=args.poll_interval, grace_s=args.grace)
+                             poll_interval=args.poll_interval, grace_s=args.grace,
+                             extra=_slurm_argv(args) if args.backend == "slurm" else [])
         if args.json:
             _print_json({"pid": pid, "log": str(runs / "worker.log")})
         elif pid is None:
