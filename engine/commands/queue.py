@@ -382,7 +382,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 0
     import shutil
 
-    rows = [("ID", "#", "STATE", "LEVEL", "DATASET", "EP", "RUN", "WHEN", "ERROR")]
+    on_slurm = any(job.slurm_id for job in jobs)
+    rows = [("ID", "#", "STATE", "LEVEL", "DATASET", "EP", "RUN", "WHEN") + (("SLURM",) if on_slurm else ()) + ("ERROR",)]
     for job in jobs:
         dataset = job.dataset or ""
         if "/" in dataset:  # a path: its last two parts say enough (demo/train)
@@ -390,13 +391,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
         when = job.finished_at or job.started_at or job.created_at
         rows.append((str(job.id), str(job.position or ""), job.state, job.level, _short(dataset, 20),
                      _epochs_or_progress(job), Path(job.run_dir).name if job.run_dir else "",
-                     (when or "")[11:16], " ".join((job.error or "").split())))
+                     (when or "")[11:16]) + ((slurm_cell(job),) if on_slurm else ()) + (" ".join((job.error or "").split()),))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     room = max(20, shutil.get_terminal_size((100, 24)).columns - sum(widths) - 2 * len(widths))
     for row in rows:
         cells = [cell.rjust(w) if i in (0, 1, 5) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         print("  ".join(cells + [_short(row[-1], room)]).rstrip())
     return 0
+
+
+def slurm_cell(job) -> str:
+    """'1234 RUNNING gpu01': a job's Slurm id, state and node (empty for a local job)."""
+    return " ".join(part for part in (job.slurm_id, job.slurm_state, job.slurm_node) if part)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -527,15 +533,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     if q is None:
         print("queue: none yet (`adapter-engine queue add` creates it)")
         return 0
+    backend = f"Slurm, cluster {status.cluster or '(unnamed)'}" if status.backend == "slurm" else "local"
     if status.alive:
         age = age_s(status.heartbeat)
-        print(f"worker: alive, pid {status.pid} on {status.host}, heartbeat {status.heartbeat}"
+        print(f"worker: alive ({backend}), pid {status.pid} on {status.host}, heartbeat {status.heartbeat}"
               + (f" ({age:.0f} s ago)" if age is not None else "") + (f", GPUs {status.gpus}" if status.gpus else ""))
     elif status.pid:
         print(f"worker: not running (last: pid {status.pid} on {status.host}, heartbeat {status.heartbeat})")
     else:
         print("worker: not running (none has run here yet)")
-    running = [f"job {job.id} ({job.level}{', ' + Path(job.run_dir).name if job.run_dir else ''})" for job in jobs]
+    running = [f"job {job.id} ({job.level}{', ' + Path(job.run_dir).name if job.run_dir else ''}"
+               f"{', Slurm ' + slurm_cell(job) if job.slurm_id else ''})" for job in jobs]
     print(f"running: {'; '.join(running) or 'nothing'}")
     counts = ", ".join(f"{state} {n}" for state, n in sorted(status.counts.items()))
     print(f"jobs: {counts or 'none'}")
