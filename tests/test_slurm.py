@@ -101,10 +101,17 @@ def test_a_job_runs_on_slurm_to_done_with_its_slurm_id_node_and_script(slurm, da
 def test_queue_cancel_runs_scancel_and_the_job_ends_cancelled(slurm, data, tmp_path):
     runs = tmp_path / "runs"
     [added] = add(runs, data, "--num_epochs", "100000", "--early_stopping", "100000")
-    worker = start_worker(runs, cwd=tmp_path)
+    first = start_worker(runs, cwd=tmp_path)
+    worker = first
     try:
         job = wait_for(lambda: (j := jobs(runs)[added["id"]])["slurm_state"] == "RUNNING" and j["run_dir"]
                        and epochs(j["run_dir"]) >= 1 and j, timeout=120, step=0.2)
+        stop(first)  # a stopped worker leaves the job to the cluster; the next one follows it
+        from engine.queue.slurm import show_job
+
+        assert show_job(job["slurm_id"]).state == "RUNNING" and jobs(runs)[added["id"]]["state"] == "running"
+        worker = start_worker(runs, cwd=tmp_path)
+        wait_for(lambda: jobs(runs)[added["id"]]["worker_pid"] == worker.pid, timeout=60, step=0.2)  # it follows it
         cancel = run_cli("queue", "cancel", added["id"], "--runs", runs)
         assert cancel.returncode == 0, cancel.stderr
         job = wait_for(lambda: (j := jobs(runs)[added["id"]])["state"] not in ("queued", "running") and j,
@@ -112,9 +119,8 @@ def test_queue_cancel_runs_scancel_and_the_job_ends_cancelled(slurm, data, tmp_p
     finally:
         log = stop(worker)
     assert job["state"] == "cancelled" and job["slurm_state"] == "CANCELLED", (job, log)
+    assert f"Slurm job {job['slurm_id']} (RUNNING)" in log  # the second worker followed it
     assert (Path(job["run_dir"]) / "last.pt").is_file()
-    from engine.queue.slurm import show_job
-
     assert show_job(job["slurm_id"]).state == "CANCELLED"
 
 
@@ -302,3 +308,26 @@ def test_a_queue_db_from_before_slurm_opens_and_gains_the_slurm_columns(tmp_path
         [job] = q.jobs()
         assert (job.level, job.slurm_id, job.slurm_state, job.slurm_node) == ("L1", None, None, None)
         assert q.worker_status().backend is None
+
+
+# -- adapters.toml [slurm] --------------------------------------------------------------------------
+
+def test_adapters_toml_slurm_table_gives_the_defaults_and_flags_win(tmp_path):
+    from engine.queue.slurm import SlurmOptions
+
+    table = {"partition": "gpu", "time": "4:00:00", "sbatch_args": ["--qos=high"], "max_submitted": 8}
+    options = SlurmOptions.from_config(table, partition="debug", time=None, sbatch_args=None)
+    assert (options.partition, options.time, options.sbatch_args, options.max_submitted) == \
+        ("debug", "4:00:00", ("--qos=high",), 8)
+    for bad, says in (({"partiton": "x"}, "unknown key 'partiton'"), ({"max_submitted": "8"}, "must be an integer"),
+                      ({"sbatch_args": "--qos=high"}, "a list of strings"), ({"time": "soon"}, "--time 'soon'")):
+        with pytest.raises(Exception, match=says):
+            SlurmOptions.from_config(bad)
+
+
+def test_an_unknown_partition_from_adapters_toml_is_refused(slurm, data, tmp_path):
+    config = tmp_path / "adapters.toml"
+    config.write_text((ROOT / "adapters.toml").read_text() + '\n[slurm]\npartition = "fromtoml"\n')
+    runs = tmp_path / "runs"
+    add(runs, data)
+    assert "unknown Slurm partition 'fromtoml'" in refused(runs, "--config", config, cwd=tmp_path)

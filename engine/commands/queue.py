@@ -500,14 +500,22 @@ def _stop_worker(args: argparse.Namespace) -> int:
     from engine.queue.spawn import stop_worker
 
     runs = _runs(args)
+    q = _existing_queue(args)
+    on_slurm = False
+    if q is not None:
+        with q:
+            on_slurm = q.worker_status().backend == "slurm"
     pid, running = stop_worker(runs.path, wait_s=args.grace + 10)
+    if on_slurm:  # a Slurm worker leaves its jobs to the cluster; the next one follows them
+        running = []
     if args.json:
         _print_json({"stopped": pid, "cancelled_jobs": running})
     elif pid is None:
         print(f"no worker is running for {runs.describe()}")
     else:
         cancelled = f"; cancelled job(s) {', '.join(map(str, running))} (retry with --resume)" if running else ""
-        print(f"stopped the queue worker (pid {pid}){cancelled}")
+        stays = "; its jobs stay on the Slurm cluster (the next Slurm worker follows them)" if on_slurm else ""
+        print(f"stopped the queue worker (pid {pid}){cancelled}{stays}")
     return 0
 
 

@@ -118,6 +118,11 @@ class JobQueue(QueueStore):
             from engine.queue.slurm import scancel
 
             scancel(on_slurm)
+            if not worker.alive:  # no worker will hear Slurm say so: record it here
+                marks = ", ".join("?" for _ in on_slurm)
+                with self._tx() as db:
+                    db.execute(f"UPDATE jobs SET slurm_state = 'CANCELLED' WHERE state = 'cancelled' "
+                               f"AND slurm_id IN ({marks})", tuple(on_slurm))
         if wait:
             self.wait_ended(ids, grace_s=grace_s)
 

@@ -78,8 +78,15 @@ class SlurmOptions:
         unknown = sorted(set(table) - known)
         if unknown:
             raise UserInputError(f"adapters.toml [slurm] unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        for key, value in table.items():
+            kind = {"sbatch_args": list, "gpus_per_proc": int, "cpus_per_proc": int, "max_submitted": int}.get(key, str)
+            if not isinstance(value, kind) or isinstance(value, bool) or \
+                    (kind is list and not all(isinstance(v, str) for v in value)):
+                raise UserInputError(f"adapters.toml [slurm] {key} must be "
+                                     + ("a list of strings" if kind is list else "an integer" if kind is int else "a string")
+                                     + f", got {value!r}")
         merged = {**table, **{k: v for k, v in given.items() if v not in (None, ())}}
-        if isinstance(merged.get("sbatch_args"), list):
+        if merged.get("sbatch_args") is not None:
             merged["sbatch_args"] = tuple(merged["sbatch_args"])
         return cls(**merged).checked()
 
