@@ -76,6 +76,7 @@ class Registry:
     presets: dict[str, list[str]] = field(default_factory=dict)
     datasets: dict[str, DatasetEntry] = field(default_factory=dict)
     eval: dict[str, Any] = field(default_factory=lambda: dict(EVAL_DEFAULTS))
+    slurm: dict[str, Any] = field(default_factory=dict)  # `queue worker --backend slurm` defaults (engine checks them)
 
     def level(self, key: str) -> LevelSpec:
         if key not in self.levels:
@@ -198,14 +199,14 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
 
     for section in doc:
-        if section not in ("levels", "presets", "datasets", "eval"):
-            raise ConfigError(f"[{section}] is not a known table (known: levels, presets, datasets, eval)")
+        if section not in ("levels", "presets", "datasets", "eval", "slurm"):
+            raise ConfigError(f"[{section}] is not a known table (known: levels, presets, datasets, eval, slurm)")
     raw_levels = doc.get("levels", {})
     if not isinstance(raw_levels, dict) or not raw_levels:
         raise ConfigError(f"[levels] in {path} must hold at least one level table")
     levels = {key: _parse_level(key, raw) for key, raw in raw_levels.items()}
 
-    for section in ("presets", "datasets", "eval"):
+    for section in ("presets", "datasets", "eval", "slurm"):
         if not isinstance(doc.get(section, {}), dict):
             raise ConfigError(f"[{section}] in {path} must be a table, got {type(doc[section]).__name__}")
     presets: dict[str, list[str]] = {}
@@ -231,7 +232,7 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
         datasets[name] = DatasetEntry(name, base / entry["train"], base / val if val else None)
 
     return Registry(path=path, levels=levels, presets=presets, datasets=datasets,
-                    eval=_parse_eval(doc.get("eval", {})))
+                    eval=_parse_eval(doc.get("eval", {})), slurm=dict(doc.get("slurm", {})))
 
 
 def register_problem(path: str | os.PathLike | None, name: str) -> str | None:

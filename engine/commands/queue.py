@@ -126,6 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--grace", type=float, default=STOP_GRACE_S, metavar="S",
                    help=f"seconds between SIGTERM and SIGKILL on cancel (default {STOP_GRACE_S:g})")
     w.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
+    _slurm_flags(w)
     _common(w)
     w.set_defaults(func=cmd_worker)
 
@@ -133,6 +134,66 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description="Worker alive or not, pid, host, last heartbeat, running jobs, counts.")
     _common(s)
     s.set_defaults(func=cmd_status)
+
+
+def _slurm_flags(w: argparse.ArgumentParser) -> None:
+    g = w.add_argument_group("Slurm", "--backend slurm submits each job with sbatch (defaults: adapters.toml [slurm])")
+    g.add_argument("--backend", choices=("local", "slurm"), default="local",
+                   help="run jobs here (local, the default) or on a Slurm cluster")
+    g.add_argument("--partition", metavar="P", help="Slurm partition (default: the cluster's default)")
+    g.add_argument("--account", metavar="A", help="Slurm account to charge")
+    g.add_argument("--time", metavar="LIMIT", help="each job's time limit, e.g. 24:00:00 (at it, the job saves "
+                                                   "last.pt and ends interrupted; a retry resumes it)")
+    g.add_argument("--mem", metavar="SIZE", help="memory per job, e.g. 32G")
+    g.add_argument("--gpus-per-proc", type=int, metavar="N", help="GPUs per process of a job (default: 1 when the "
+                                                                  "partition's nodes have GPUs, else 0)")
+    g.add_argument("--cpus-per-proc", type=int, metavar="N", help="CPUs per process of a job (default 1)")
+    g.add_argument("--max-submitted", type=int, metavar="N", help="at most N jobs submitted at a time (default: "
+                                                                  "every queued job)")
+    g.add_argument("--config", metavar="TOML", help="adapters.toml whose [slurm] table gives these defaults "
+                                                     "(default: the nearest adapters.toml)")
+    g.add_argument("--sbatch-arg", action="append", metavar="ARG", dest="sbatch_args",
+                   help="one more sbatch option, e.g. --sbatch-arg=--qos=high (repeatable)")
+
+
+SLURM_FLAGS = ("partition", "account", "time", "mem", "gpus_per_proc", "cpus_per_proc", "max_submitted", "sbatch_args")
+
+
+def _slurm_worker(args: argparse.Namespace, runs: Path):
+    """A SlurmWorker for these flags, the cluster checked first: no sbatch, an unknown partition
+    or a queued job asking more GPUs than a node has is one line and exit 2, nothing submitted."""
+    from adapters.registry import load_registry
+    from engine.queue.slurm import SlurmOptions, check_partition, read_cluster
+    from engine.queue.slurm_worker import SlurmWorker, check_queued
+
+    given = {name: getattr(args, name) for name in SLURM_FLAGS}
+    options = SlurmOptions.from_config(load_registry(args.config).slurm if _has_config(args) else {}, **given)
+    cluster = read_cluster()
+    partition = check_partition(options, cluster)
+    check_queued(runs, options, cluster, partition)
+    return SlurmWorker(runs, options, cluster, partition, exit_when_idle=args.exit_when_idle,
+                       poll_interval=args.poll_interval, grace_s=args.grace, detached=args.detached_child)
+
+
+def _has_config(args: argparse.Namespace) -> bool:
+    from adapters.registry import default_config_path
+
+    return args.config is not None or default_config_path().is_file()
+
+
+def _slurm_argv(args: argparse.Namespace) -> list[str]:
+    """The Slurm flags again, for a worker started in the background."""
+    argv = ["--backend", args.backend]
+    if args.config:
+        argv += ["--config", args.config]
+    for name in SLURM_FLAGS:
+        value = getattr(args, name)
+        flag = "--" + name.replace("_", "-")
+        if name == "sbatch_args":
+            argv += [f"--sbatch-arg={arg}" for arg in value or []]
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -329,7 +390,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 0
     import shutil
 
-    rows = [("ID", "#", "STATE", "LEVEL", "DATASET", "EP", "RUN", "WHEN", "ERROR")]
+    on_slurm = any(job.slurm_id for job in jobs)
+    rows = [("ID", "#", "STATE", "LEVEL", "DATASET", "EP", "RUN", "WHEN") + (("SLURM",) if on_slurm else ()) + ("ERROR",)]
     for job in jobs:
         dataset = job.dataset or ""
         if "/" in dataset:  # a path: its last two parts say enough (demo/train)
@@ -337,13 +399,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
         when = job.finished_at or job.started_at or job.created_at
         rows.append((str(job.id), str(job.position or ""), job.state, job.level, _short(dataset, 20),
                      _epochs_or_progress(job), Path(job.run_dir).name if job.run_dir else "",
-                     (when or "")[11:16], " ".join((job.error or "").split())))
+                     (when or "")[11:16]) + ((slurm_cell(job),) if on_slurm else ()) + (" ".join((job.error or "").split()),))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     room = max(20, shutil.get_terminal_size((100, 24)).columns - sum(widths) - 2 * len(widths))
     for row in rows:
         cells = [cell.rjust(w) if i in (0, 1, 5) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         print("  ".join(cells + [_short(row[-1], room)]).rstrip())
     return 0
+
+
+def slurm_cell(job) -> str:
+    """'1234 RUNNING gpu01': a job's Slurm id, state and node (empty for a local job)."""
+    return " ".join(part for part in (job.slurm_id, job.slurm_state, job.slurm_node) if part)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -409,6 +476,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not args.poll_interval > 0 or args.grace < 0:
         raise UserInputError("--poll-interval must be > 0 and --grace >= 0")
     runs = _runs(args).path
+    if args.backend != "local" or any(getattr(args, name) for name in SLURM_FLAGS):
+        if args.gpus:
+            raise UserInputError("--gpus names this machine's GPUs; with --backend slurm use --gpus-per-proc")
+        if args.backend != "slurm":
+            raise UserInputError("the Slurm flags (--partition, --time, ...) need --backend slurm")
+        worker = _slurm_worker(args, runs)  # checks the cluster before anything starts
+        if not args.detach:
+            return worker.run()
     if args.detach:
         with _queue(args) as q:
             status = q.worker_status()
@@ -417,7 +492,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if status.unresponsive:
             raise UserInputError(status.unresponsive_text())
         pid = start_detached(runs, args.gpus, exit_when_idle=args.exit_when_idle,
-                             poll_interval=args.poll_interval, grace_s=args.grace)
+                             poll_interval=args.poll_interval, grace_s=args.grace,
+                             extra=_slurm_argv(args) if args.backend == "slurm" else [])
         if args.json:
             _print_json({"pid": pid, "log": str(runs / "worker.log")})
         elif pid is None:
@@ -434,14 +510,22 @@ def _stop_worker(args: argparse.Namespace) -> int:
     from engine.queue.spawn import stop_worker
 
     runs = _runs(args)
+    q = _existing_queue(args)
+    on_slurm = False
+    if q is not None:
+        with q:
+            on_slurm = q.worker_status().backend == "slurm"
     pid, running = stop_worker(runs.path, wait_s=args.grace + 10)
+    if on_slurm:  # a Slurm worker leaves its jobs to the cluster; the next one follows them
+        running = []
     if args.json:
         _print_json({"stopped": pid, "cancelled_jobs": running})
     elif pid is None:
         print(f"no worker is running for {runs.describe()}")
     else:
         cancelled = f"; cancelled job(s) {', '.join(map(str, running))} (retry with --resume)" if running else ""
-        print(f"stopped the queue worker (pid {pid}){cancelled}")
+        stays = "; its jobs stay on the Slurm cluster (the next Slurm worker follows them)" if on_slurm else ""
+        print(f"stopped the queue worker (pid {pid}){cancelled}{stays}")
     return 0
 
 
@@ -467,9 +551,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if q is None:
         print("queue: none yet (`adapter-engine queue add` creates it)")
         return 0
+    backend = f"Slurm, cluster {status.cluster or '(unnamed)'}" if status.backend == "slurm" else "local"
     if status.alive:
         age = age_s(status.heartbeat)
-        print(f"worker: alive, pid {status.pid} on {status.host}, heartbeat {status.heartbeat}"
+        print(f"worker: alive ({backend}), pid {status.pid} on {status.host}, heartbeat {status.heartbeat}"
               + (f" ({age:.0f} s ago)" if age is not None else "") + (f", GPUs {status.gpus}" if status.gpus else ""))
     elif status.unresponsive:
         print(f"worker: {status.unresponsive_text()}")
@@ -477,7 +562,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"worker: not running (last: pid {status.pid} on {status.host}, heartbeat {status.heartbeat})")
     else:
         print("worker: not running (none has run here yet)")
-    running = [f"job {job.id} ({job.level}{', ' + Path(job.run_dir).name if job.run_dir else ''})" for job in jobs]
+    running = [f"job {job.id} ({job.level}{', ' + Path(job.run_dir).name if job.run_dir else ''}"
+               f"{', Slurm ' + slurm_cell(job) if job.slurm_id else ''})" for job in jobs]
     print(f"running: {'; '.join(running) or 'nothing'}")
     counts = ", ".join(f"{state} {n}" for state, n in sorted(status.counts.items()))
     print(f"jobs: {counts or 'none'}")

@@ -20,6 +20,10 @@ from engine.rundir.layout import LAST
 from engine.rundir.states import RETRYABLE, STALE_AFTER_S, STATES, STOP_GRACE_S, age_s, now_iso
 from engine.rundir.status import close_status, final_state
 
+# Slurm states that end a job the cluster stopped (a time limit, a preemption, a lost node): a
+# retry continues its run from last.pt.
+RESUME_ON_RETRY = ("TIMEOUT", "PREEMPTED", "NODE_FAIL")
+
 
 @dataclass
 class WorkerStatus:
@@ -33,6 +37,8 @@ class WorkerStatus:
     counts: dict[str, int] = field(default_factory=dict)
     pid_start: str | None = None
     gpu_stats: list[dict] = field(default_factory=list)  # each GPU's use at the last heartbeat (NVML)
+    backend: str | None = None  # "local" or "slurm" (None: a worker from before backends)
+    cluster: str | None = None  # the Slurm cluster's name
     # Its process is there (this host) but its heartbeat stopped: SIGSTOPped, or hung. Not alive,
     # and no other worker may start beside it.
     unresponsive: bool = False
@@ -67,7 +73,10 @@ class JobQueue(QueueStore):
                 raise UserInputError(f"no job {job_id}; `adapter-engine queue ls` lists them")
             if row["state"] not in RETRYABLE:
                 raise UserInputError(f"job {job_id} is {row['state']}; only {', '.join(RETRYABLE)} jobs can be retried")
-            if resume and not (row["run_dir"] and (Path(row["run_dir"]) / LAST).is_file()):
+            has_last = bool(row["run_dir"]) and (Path(row["run_dir"]) / LAST).is_file()
+            if row["slurm_state"] in RESUME_ON_RETRY and has_last:
+                resume = True  # stopped by the cluster, not by its own doing: never start it over
+            if resume and not has_last:
                 where = row["run_dir"] or "no run directory"
                 raise UserInputError(f"job {job_id} cannot resume: {where} has no {LAST}; retry without --resume")
             lo, hi = db.execute("SELECT MIN(position), MAX(position) FROM jobs WHERE state = 'queued'").fetchone()
@@ -75,7 +84,8 @@ class JobQueue(QueueStore):
             db.execute(
                 "UPDATE jobs SET state = 'queued', position = ?, resume = ?, run_dir = ?, pid = NULL, host = NULL, "
                 "worker_pid = NULL, started_at = NULL, finished_at = NULL, exit_code = NULL, error = NULL, "
-                "gpus = NULL, cancel_requested_at = NULL WHERE id = ?",
+                "gpus = NULL, cancel_requested_at = NULL, slurm_id = NULL, slurm_state = NULL, slurm_node = NULL "
+                "WHERE id = ?",
                 (position, int(resume), row["run_dir"] if resume else None, job_id))
         return job_id
 
@@ -91,6 +101,7 @@ class JobQueue(QueueStore):
             self.get(job_id)  # unknown ids refuse the call before anything changes
         now = now_iso()
         signal_here: list[tuple[int, int]] = []
+        on_slurm: list[str] = []
         worker = self.worker_status()
         with self._tx() as db:
             for job_id in ids:
@@ -101,12 +112,25 @@ class JobQueue(QueueStore):
                 elif row["state"] == "running":
                     if row["cancel_requested_at"] is None:
                         db.execute("UPDATE jobs SET cancel_requested_at = ? WHERE id = ?", (now, job_id))
-                    if row["host"] == self.host and not self._process_alive(row):
+                    if row["slurm_id"]:  # the cluster stops it: scancel here, the worker records the end
+                        on_slurm.append(row["slurm_id"])
+                        if not worker.alive:
+                            self._finish_gone(db, row, "cancelled", "cancelled with scancel")
+                    elif row["host"] == self.host and not self._process_alive(row):
                         self._finish_gone(db, row, "cancelled", "cancelled (its process was already gone)")
                     elif row["host"] == self.host and row["pid"] and not (worker.alive and worker.host == self.host):
                         signal_here.append((job_id, row["pid"]))
         for _, pid in signal_here:
             terminate_group(pid, kill=False)
+        if on_slurm:
+            from engine.queue.slurm import scancel
+
+            scancel(on_slurm)
+            if not worker.alive:  # no worker will hear Slurm say so: record it here
+                marks = ", ".join("?" for _ in on_slurm)
+                with self._tx() as db:
+                    db.execute(f"UPDATE jobs SET slurm_state = 'CANCELLED' WHERE state = 'cancelled' "
+                               f"AND slurm_id IN ({marks})", tuple(on_slurm))
         if wait:
             self.wait_ended(ids, grace_s=grace_s)
 
@@ -154,7 +178,9 @@ class JobQueue(QueueStore):
         `skip` (the caller's own children) are left alone. Returns the ids changed."""
         changed = []
         with self._tx() as db:
-            rows = db.execute("SELECT * FROM jobs WHERE state = 'running' AND host = ?", (self.host,)).fetchall()
+            # A job on Slurm has no process here: the cluster runs it, a Slurm worker follows it.
+            rows = db.execute("SELECT * FROM jobs WHERE state = 'running' AND host = ? AND slurm_id IS NULL",
+                              (self.host,)).fetchall()
             for row in rows:
                 if row["id"] in skip or self._process_alive(row):
                     continue
@@ -197,6 +223,16 @@ class JobQueue(QueueStore):
         with self._tx() as db:
             db.execute("UPDATE jobs SET pid = ?, pid_start = ?, gpus = ? WHERE id = ?",
                        (pid, start_of(pid), gpus, job_id))
+
+    def set_slurm(self, job_id: int, slurm_id: str, state: str | None, node: str | None) -> None:
+        """What Slurm says of a job: its id once submitted, then its state and node."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET slurm_id = ?, slurm_state = ?, slurm_node = COALESCE(?, slurm_node) "
+                       "WHERE id = ?", (slurm_id, state, node or None, job_id))
+
+    def on_slurm(self) -> list[Job]:
+        """Running jobs submitted to Slurm (a new Slurm worker follows those of one that died)."""
+        return [self._job(r) for r in self._rows("SELECT * FROM jobs WHERE state = 'running' AND slurm_id IS NOT NULL")]
 
     def set_run_dir(self, job_id: int, run_dir: str) -> None:
         with self._tx() as db:
@@ -242,6 +278,11 @@ class JobQueue(QueueStore):
                 db.execute("UPDATE worker SET heartbeat = ?, gpu_stats = ? WHERE id = 1 AND pid = ? AND host = ?",
                            (now, stats, pid, self.host))
 
+    def set_backend(self, pid: int, backend: str, cluster: str | None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE worker SET backend = ?, cluster = ? WHERE id = 1 AND pid = ? AND host = ?",
+                       (backend, cluster, pid, self.host))
+
     def stop_if_idle(self, pid: int) -> bool:
         """Mark the worker stopped if no job is queued, in one transaction with that check, so
         a job added at the same moment is never left without a worker."""
@@ -269,6 +310,8 @@ class JobQueue(QueueStore):
         exists = row["host"] == self.host and is_running(row["pid"], row["pid_start"])
         alive = (row["stopped_at"] is None and age is not None and age < STALE_AFTER_S
                  and (row["host"] != self.host or exists))
-        return WorkerStatus(alive=alive, unresponsive=not alive and row["stopped_at"] is None and exists, pid=row["pid"], host=row["host"], heartbeat=row["heartbeat"],
+        return WorkerStatus(alive=alive, unresponsive=not alive and row["stopped_at"] is None and exists,
+                            pid=row["pid"], host=row["host"], heartbeat=row["heartbeat"],
                             running=running, started_at=row["started_at"], gpus=row["gpus"], counts=counts,
-                            pid_start=row["pid_start"], gpu_stats=_stats(row["gpu_stats"]))
+                            pid_start=row["pid_start"], gpu_stats=_stats(row["gpu_stats"]),
+                            backend=row["backend"], cluster=row["cluster"])

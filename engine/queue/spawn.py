@@ -20,7 +20,8 @@ from engine.rundir.layout import WORKER_LOG
 
 
 def worker_argv(runs_dir: Path, gpus: str | None = None, *, exit_when_idle: bool = False,
-                poll_interval: float | None = None, grace_s: float | None = None) -> list[str]:
+                poll_interval: float | None = None, grace_s: float | None = None,
+                extra: list[str] = ()) -> list[str]:
     argv = [sys.executable, "-m", "engine", "queue", "worker", "--runs", str(Path(runs_dir).absolute()),
             "--detached-child"]
     if gpus:
@@ -31,12 +32,12 @@ def worker_argv(runs_dir: Path, gpus: str | None = None, *, exit_when_idle: bool
         argv += ["--poll-interval", str(poll_interval)]
     if grace_s is not None:
         argv += ["--grace", str(grace_s)]
-    return argv
+    return argv + list(extra)  # the backend's flags (--backend slurm --partition P ...)
 
 
 def start_detached(runs_dir: str | os.PathLike, gpus: str | None = None, *, exit_when_idle: bool = False,
                    poll_interval: float | None = None, grace_s: float | None = None,
-                   wait_s: float = 15.0) -> int | None:
+                   wait_s: float = 15.0, extra: list[str] = ()) -> int | None:
     """Start a worker in a new session (stdin /dev/null, output appended to runs/worker.log,
     SIGHUP ignored), so it outlives this process, its terminal and an SSH hang-up. Waits until
     it is up; returns its pid, or None if it exited cleanly at once (idle with
@@ -45,7 +46,8 @@ def start_detached(runs_dir: str | os.PathLike, gpus: str | None = None, *, exit
     parse_gpus(gpus)
     runs_dir.mkdir(parents=True, exist_ok=True)
     log_path = runs_dir / WORKER_LOG
-    argv = worker_argv(runs_dir, gpus, exit_when_idle=exit_when_idle, poll_interval=poll_interval, grace_s=grace_s)
+    argv = worker_argv(runs_dir, gpus, exit_when_idle=exit_when_idle, poll_interval=poll_interval, grace_s=grace_s,
+                       extra=extra)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)

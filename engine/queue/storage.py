@@ -79,6 +79,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN sweep TEXT;
     ALTER TABLE worker ADD COLUMN gpu_stats TEXT;
     """,
+    # The Slurm backend: a job's Slurm job id, its node and Slurm's state for it (NULL for the
+    # local backend); the worker's backend and cluster, for `queue status` and the app.
+    """
+    ALTER TABLE jobs ADD COLUMN slurm_id TEXT;
+    ALTER TABLE jobs ADD COLUMN slurm_state TEXT;
+    ALTER TABLE jobs ADD COLUMN slurm_node TEXT;
+    ALTER TABLE worker ADD COLUMN backend TEXT;
+    ALTER TABLE worker ADD COLUMN cluster TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -110,6 +119,9 @@ class Job:
     config: str | None = None
     pid_start: str | None = None
     sweep: str | None = None
+    slurm_id: str | None = None  # the Slurm backend's job id, node and Slurm state (PENDING, RUNNING, ...)
+    slurm_node: str | None = None
+    slurm_state: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -272,6 +284,7 @@ class QueueStore:
             resume=bool(row["resume"]), attempts=row["attempts"],
             cancel_requested=row["cancel_requested_at"] is not None, worker_pid=row["worker_pid"],
             config=row["config"], pid_start=row["pid_start"], sweep=row["sweep"],
+            slurm_id=row["slurm_id"], slurm_node=row["slurm_node"], slurm_state=row["slurm_state"],
         )
 
     def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:

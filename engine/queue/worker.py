@@ -152,6 +152,9 @@ class Worker:
     until nothing is queued or running. `command_for(job, runs_dir)` builds the child's argv
     (the real trainer by default; tests pass a stand-in)."""
 
+    backend = "local"  # engine.queue.slurm_worker.SlurmWorker runs the jobs on Slurm instead
+    cluster: str | None = None
+
     def __init__(self, runs_dir: str | os.PathLike, gpus: str | None = None, *, exit_when_idle: bool = False,
                  poll_interval: float = 1.0, grace_s: float = STOP_GRACE_S, heartbeat_s: float = 2.0,
                  recover_every_s: float = 10.0, command_for: CommandFor = trainer_command,
@@ -212,8 +215,8 @@ class Worker:
         gpus = ",".join(self.gpus) if self.gpus else None
         try:
             q.heartbeat(self.pid, gpus, starting=True)
-            self.log(f"worker started: pid {self.pid}, runs {self.runs_dir}, "
-                     f"{'GPUs ' + gpus if gpus else 'CPU, one job at a time'}")
+            q.set_backend(self.pid, self.backend, self.cluster)
+            self.log(f"worker started: pid {self.pid}, runs {self.runs_dir}, {self.describe()}")
             self._recover()
             last_beat = last_recover = time.monotonic()
             last_study = 0.0
@@ -249,6 +252,9 @@ class Worker:
                 for sig, handler in previous_handlers.items():
                     signal.signal(sig, handler)
         return 0
+
+    def describe(self) -> str:
+        return f"GPUs {','.join(self.gpus)}" if self.gpus else "CPU, one job at a time"
 
     def _gpu_stats(self) -> list[dict] | None:
         """Each of the worker's GPUs' use (NVML), for the app's Queue tab; None without NVML."""

@@ -9,7 +9,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 from common.text import plural
 from engine.rundir.states import STOP_GRACE_S
@@ -17,7 +17,8 @@ from tui.backend import Backend
 from tui.messages import (CancelJob, ClearDone, MoveJob, PaneReady, QueueLoaded, RemoveJob, RetryJob, StartWorker,
                           StopWorker)
 from tui.screens.dialogs import ConfirmScreen
-from tui.widgets.queue import JobsTable, jobs_progress, gpus_use_text, worker_text
+from tui.widgets.logtail import LogTail
+from tui.widgets.queue import JobsTable, gpus_use_text, jobs_progress, worker_text
 from tui.refresh import guarded
 
 
@@ -28,6 +29,8 @@ class QueuePane(Vertical):
     QueuePane > #gpus-use { height: auto; padding: 0 1; display: none; }
     QueuePane.-gpus > #gpus-use { display: block; }
     QueuePane > JobsTable { height: 1fr; }
+    QueuePane > #job-log { height: 8; display: none; border-top: solid $primary-darken-2; }
+    QueuePane.-slurm-log > #job-log { display: block; }
     """
 
     BINDINGS = [
@@ -57,6 +60,7 @@ class QueuePane(Vertical):
         table = JobsTable(id="jobs", cursor_type="row", zebra_stripes=True, fixed_columns=2)
         table.tooltip = "x cancel · r retry · R retry+resume · K/J move · d remove · w start · W stop worker"
         yield table
+        yield LogTail(id="job-log")  # a Slurm job's train.log, written on the shared filesystem
 
     @property
     def table(self) -> JobsTable:
@@ -102,6 +106,21 @@ class QueuePane(Vertical):
         self.set_class(use is not None, "-gpus")
         self.query_one("#gpus-use", Static).update(use or "")
         self.table.set_jobs(message.jobs, message.progress)
+        self._follow_selected()
+        self.query_one("#job-log", LogTail).poll()
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, message: DataTable.RowHighlighted) -> None:
+        self._follow_selected()
+
+    def _follow_selected(self) -> None:
+        """Show the selected job's log tail when it runs on Slurm: the app cannot see its
+        process, so its train.log is where it says how it goes."""
+        selected = self.table.selected_id
+        job = next((j for j in self.jobs if getattr(j, "id", None) == selected), None)
+        on_slurm = job is not None and bool(getattr(job, "slurm_id", None))
+        self.set_class(on_slurm, "-slurm-log")
+        self.query_one("#job-log", LogTail).follow(getattr(job, "run_dir", None) if on_slurm else None)
 
     # -- keys: requests ----------------------------------------------------------------------
     def _post_for_selected(self, make) -> None:

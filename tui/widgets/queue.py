@@ -13,6 +13,8 @@ from engine.queue.progress import job_progress
 from tui.widgets.leaderboard import STATE_STYLE
 
 COLUMNS = ("id", "state", "level", "run", "epochs", "nproc", "gpus", "dataset", "error")
+# With jobs on Slurm, each one's Slurm id, state and node too (before the error, which runs long).
+SLURM_COLUMNS = COLUMNS[:-1] + ("slurm",) + COLUMNS[-1:]
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -52,12 +54,22 @@ def nproc_text(job: Any) -> str:
     return str(nproc) if isinstance(nproc, int) and not isinstance(nproc, bool) and nproc > 0 else "1"
 
 
+def slurm_text(job: Any) -> Text:
+    """'1234 RUNNING gpu01' for a job on Slurm, "—" for a local one."""
+    parts = [str(_get(job, name)) for name in ("slurm_id", "slurm_state", "slurm_node") if _get(job, name)]
+    if not parts:
+        return Text("—", style="dim")
+    return Text(printable(" ".join(parts)), style="bold cyan" if _get(job, "state") == "running" else "dim")
+
+
 def worker_text(status: Any, jobs: list[Any] | None = None) -> Text:
     if status is None:
         return Text("worker: unknown (queue not available)", style="dim")
     if _get(status, "alive"):
         running = _get(status, "running") or []
-        text = (f"worker: alive · pid {_get(status, 'pid')} on {_get(status, 'host')} · heartbeat "
+        on = (f" · Slurm cluster {printable(str(_get(status, 'cluster') or '(unnamed)'))}"
+              if _get(status, "backend") == "slurm" else "")
+        text = (f"worker: alive{on} · pid {_get(status, 'pid')} on {_get(status, 'host')} · heartbeat "
                 f"{_ago(_get(status, 'heartbeat'))} · running {', '.join(map(str, running)) or 'nothing'}")
         gpus = _gpu_list(_get(status, "gpus"))
         if gpus:
@@ -96,8 +108,14 @@ def jobs_progress(jobs: list[Any]) -> dict[int, str]:
 class JobsTable(DataTable):
     """Every job of the queue, the selected one kept across refreshes."""
 
+    columns_shown: tuple[str, ...] = ()
+
     def on_mount(self) -> None:
-        for column in COLUMNS:
+        self._set_columns(COLUMNS)
+
+    def _set_columns(self, columns: tuple[str, ...]) -> None:
+        self.columns_shown = columns
+        for column in columns:
             self.add_column(column, key=column)
 
     @property
@@ -110,14 +128,23 @@ class JobsTable(DataTable):
     def set_jobs(self, jobs: list[Any], progress: dict[int, str] | None = None) -> None:
         """`progress`: what an extraction job has done (its "epochs" cell)."""
         rows: dict[str, tuple] = {}
+        jobs_by_key: dict[str, Any] = {}
         for job in jobs:
             key = str(_get(job, "id"))
             if key in rows:  # one row per job, whatever the list holds
                 continue
             rows[key] = self._cells(job, progress)
+            jobs_by_key[key] = job
         selected = self.selected_id
-        self.clear()
+        columns = SLURM_COLUMNS if any(_get(job, "slurm_id") for job in jobs) else COLUMNS
+        if columns != self.columns_shown:
+            self.clear(columns=True)
+            self._set_columns(columns)
+        else:
+            self.clear()
         for key, cells in rows.items():
+            if columns is SLURM_COLUMNS:
+                cells = cells[:-1] + (slurm_text(jobs_by_key[key]),) + cells[-1:]
             self.add_row(*cells, key=key)
         if selected is not None and str(selected) in self.rows:
             self.move_cursor(row=self.get_row_index(str(selected)), animate=False)
