@@ -331,3 +331,48 @@ def test_an_unknown_partition_from_adapters_toml_is_refused(slurm, data, tmp_pat
     runs = tmp_path / "runs"
     add(runs, data)
     assert "unknown Slurm partition 'fromtoml'" in refused(runs, "--config", config, cwd=tmp_path)
+
+
+# -- several processes, several nodes --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_two_process_job_runs_under_torchrun_on_its_node(slurm, data, tmp_path):
+    runs = tmp_path / "runs"
+    [added] = add(runs, data, "--num_epochs", "1", "--nproc", "2")
+    done = run_cli(*WORKER, "--runs", runs, "--exit-when-idle", cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    job = jobs(runs)[added["id"]]
+    assert job["state"] == "done" and job["slurm_state"] == "COMPLETED", job
+    script = (runs / "logs" / f"job_{job['id']}.sbatch").read_text()
+    assert "-m engine.launch --standalone --nproc_per_node=2" in script and "srun" not in script
+    assert "x 2 ranks" in (Path(job["run_dir"]) / "train.log").read_text()
+
+
+def test_a_multi_node_script_asks_each_node_for_its_gpus_and_meets_at_the_first():
+    from engine.queue.slurm import SlurmOptions, batch_script
+
+    text = batch_script(job_id=3, level="L4", python="/venv/bin/python", engine_argv=["train", "--settings", "/r/s.json"],
+                        log=Path("/r/logs/job_3.log"), run_dir_file=Path("/r/logs/job_3.rundir"),
+                        options=SlurmOptions(time="4:00:00", sbatch_args=("--qos=high",)), partition="gpu",
+                        gpus=8, nproc=8, nodes=2, workdir=Path("/r"), resume_argv=["train", "--resume"])
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gres=gpu:8", "#SBATCH --time=4:00:00",
+                 "#SBATCH --qos=high", "#SBATCH --partition=gpu", "#SBATCH --requeue"):
+        assert line in text.splitlines(), line
+    assert text.count('--nnodes "$SLURM_NNODES" --nproc_per_node 8') == 2  # fresh, and requeued from last.pt
+    assert text.rstrip().endswith("-m engine train --settings /r/s.json")
+
+
+def test_a_job_on_more_nodes_than_the_partition_has_is_refused(slurm, data, tmp_path):
+    runs = tmp_path / "runs"
+    add(runs, data, "--nodes", str(slurm.nodes[slurm.default] + 1))
+    line = refused(runs, cwd=tmp_path)
+    assert f"spans {slurm.nodes[slurm.default] + 1} nodes but partition" in line
+
+
+def test_the_local_worker_fails_a_multi_node_job_with_what_to_do(data, tmp_path):
+    runs = tmp_path / "runs"
+    [added] = add(runs, data, "--nodes", "2")
+    done = run_cli("queue", "worker", "--runs", runs, "--exit-when-idle", "--poll-interval", "0.2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    job = jobs(runs)[added["id"]]
+    assert job["state"] == "failed" and "--backend slurm" in job["error"] and job["nodes"] == 2

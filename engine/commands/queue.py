@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--front", action="store_true", help="put the jobs at the head of the queue")
     a.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="GPUs one job spans via torchrun (default 1; needs a worker with --gpus)")
+    a.add_argument("--nodes", type=int, default=1, metavar="M",
+                   help="nodes one job spans, --nproc processes on each (default 1; needs a worker with "
+                        "--backend slurm, which runs srun torchrun)")
     a.add_argument("--output_dir", default=None, help="same as --runs (the runs directory)")
     sweep = a.add_argument_group("sweeps", "many jobs from one command, sharing a sweep id (docs: README, Sweeps)")
     sweep.add_argument("--sweep", action="append", metavar="NAME=VALUES",
@@ -255,6 +258,10 @@ def cmd_add(args: argparse.Namespace) -> int:
         args.runs = args.output_dir
     if args.nproc < 1:
         raise UserInputError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nodes < 1:
+        raise UserInputError(f"--nodes must be >= 1, got {args.nodes}")
+    if args.nodes > 1 and (args.extract is not None or args.sweep_optimize):
+        raise UserInputError("--nodes is for training jobs and grid or random sweeps; drop it here")
     if args.extract is not None:
         from engine.commands.extract import add_to_queue
 
@@ -289,7 +296,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     jobs_to_add = [(level, {**settings, "sweep": sweep_id}) for each in plans for level, settings in each.jobs]
     with _queue(args) as q:
         ids = q.add_many(jobs_to_add, front=args.front, dataset=plan.dataset, nproc=args.nproc, config=plan.config,
-                         sweep=sweep_id)
+                         sweep=sweep_id, nodes=args.nodes)
         jobs = [q.get(i) for i in ids]
     if sweep_id:
         from engine.queue.study import write_sweep

@@ -100,6 +100,7 @@ class Cluster:
     partitions: list[str]
     default: str | None
     max_gpus: dict[str, int] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)  # each partition's node count
 
 
 @dataclass
@@ -143,10 +144,11 @@ def gres_gpus(gres: str) -> int:
 
 def read_cluster() -> Cluster:
     require_commands()
-    out = _run(["sinfo", "-h", "-o", "%P|%G"], "cannot read the cluster's partitions")
-    partitions, default, max_gpus = [], None, {}
+    out = _run(["sinfo", "-h", "-o", "%P|%G|%D"], "cannot read the cluster's partitions")
+    partitions, default, max_gpus, nodes = [], None, {}, {}
     for line in out.splitlines():
-        name, _, gres = line.strip().partition("|")
+        name, _, rest = line.strip().partition("|")
+        gres, _, count = rest.partition("|")
         if not name:
             continue
         if name.endswith("*"):
@@ -155,12 +157,13 @@ def read_cluster() -> Cluster:
         if name not in partitions:
             partitions.append(name)
         max_gpus[name] = max(max_gpus.get(name, 0), gres_gpus(gres))
+        nodes[name] = nodes.get(name, 0) + (int(count) if count.isdigit() else 1)
     cluster = None
     config = _run(["scontrol", "show", "config"], "cannot read the Slurm configuration")
     match = re.search(r"^ClusterName\s*=\s*(\S+)", config, re.MULTILINE)
     if match:
         cluster = match.group(1)
-    return Cluster(name=cluster, partitions=partitions, default=default, max_gpus=max_gpus)
+    return Cluster(name=cluster, partitions=partitions, default=default, max_gpus=max_gpus, nodes=nodes)
 
 
 def check_partition(options: SlurmOptions, cluster: Cluster) -> str:
@@ -182,8 +185,11 @@ def gpus_per_proc(options: SlurmOptions, cluster: Cluster, partition: str) -> in
     return 1 if cluster.max_gpus.get(partition, 0) > 0 else 0
 
 
-def gpu_problem(nproc: int, per_proc: int, cluster: Cluster, partition: str) -> str | None:
-    """Why a job of `nproc` processes cannot run in `partition`, or None."""
+def gpu_problem(nproc: int, per_proc: int, cluster: Cluster, partition: str, nodes: int = 1) -> str | None:
+    """Why a job of `nproc` processes on each of `nodes` nodes cannot run in `partition`, or None."""
+    if nodes > cluster.nodes.get(partition, 1):
+        return (f"spans {nodes} nodes but partition {partition!r} has {cluster.nodes.get(partition, 1)}; "
+                "lower --nodes or pick another partition")
     wanted, most = nproc * per_proc, cluster.max_gpus.get(partition, 0)
     if wanted > most:
         return (f"asks for {wanted} GPU{'s' if wanted != 1 else ''} on one node but no node of partition "
@@ -193,12 +199,22 @@ def gpu_problem(nproc: int, per_proc: int, cluster: Cluster, partition: str) -> 
 
 # -- the batch script -----------------------------------------------------------------------------
 
-def batch_script(*, job_id: int, level: str, argv: list[str], log: Path, run_dir_file: Path,
-                 options: SlurmOptions, partition: str, gpus: int, nproc: int, workdir: Path,
+def batch_script(*, job_id: int, level: str, python: str, engine_argv: list[str], log: Path, run_dir_file: Path,
+                 options: SlurmOptions, partition: str, gpus: int, nproc: int, nodes: int, workdir: Path,
                  resume_argv: list[str] | None) -> str:
-    """The sbatch script of one queue job. `resume_argv` (a fresh job): what a requeued job runs
-    instead once its run has a last.pt, so a preempted job continues rather than starts over."""
+    """The sbatch script of one queue job: `python -m engine ENGINE_ARGV`, or for several
+    processes torchrun (on several nodes one per node under srun, meeting at the first node).
+    `resume_argv` (a fresh training job): the engine arguments a requeued job runs instead once
+    its run has a last.pt, followed by the run directory, so a preempted job continues."""
     q = shlex.quote
+    if nproc > 1 and nodes == 1:  # one node: torchrun alone, as the local worker runs it
+        launch = f"{q(python)} -m engine.launch --standalone --nproc_per_node={nproc} -m engine"
+    elif nodes > 1:
+        launch = (f'srun --ntasks-per-node=1 {q(python)} -m engine.launch --nnodes "$SLURM_NNODES" '
+                  f'--nproc_per_node {nproc} --rdzv_backend c10d --rdzv_endpoint "$head:$port" '
+                  '--rdzv_id "$SLURM_JOB_ID" -m engine')
+    else:
+        launch = f"{q(python)} -m engine"
     lines = ["#!/bin/bash",
              f"# adapter-tui queue job {job_id} ({level}), written by the queue worker.",
              "# Submit it again by hand with: sbatch THIS_FILE",
@@ -206,12 +222,12 @@ def batch_script(*, job_id: int, level: str, argv: list[str], log: Path, run_dir
              f"#SBATCH --output={log}",
              "#SBATCH --open-mode=append",
              f"#SBATCH --partition={partition}",
-             "#SBATCH --nodes=1",
-             "#SBATCH --ntasks=1",
+             f"#SBATCH --nodes={nodes}",
+             "#SBATCH --ntasks-per-node=1",
              f"#SBATCH --cpus-per-task={options.cpus_per_proc * nproc}",
              "#SBATCH --requeue"]
     if gpus:
-        lines.append(f"#SBATCH --gres=gpu:{gpus}")
+        lines.append(f"#SBATCH --gres=gpu:{gpus}")  # per node
     if options.account:
         lines.append(f"#SBATCH --account={options.account}")
     if options.time:
@@ -224,13 +240,16 @@ def batch_script(*, job_id: int, level: str, argv: list[str], log: Path, run_dir
               f"export ADAPTER_ENGINE_RUN_DIR_FILE={q(str(run_dir_file))}",
               "export PYTHONUNBUFFERED=1",
               'echo "=== $(date -Iseconds) Slurm job $SLURM_JOB_ID on $(hostname) (restart ${SLURM_RESTART_COUNT:-0})"']
+    if nodes > 1:
+        lines += ['head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+                  "port=$((29500 + SLURM_JOB_ID % 10000))  # two jobs on one head node meet apart"]
     if resume_argv is not None:
         lines += ["# Requeued (preempted, node lost): continue the run from its last.pt.",
                   'run_dir=$(cat "$ADAPTER_ENGINE_RUN_DIR_FILE" 2>/dev/null || true)',
                   'if [ -n "$run_dir" ] && [ -f "$run_dir/last.pt" ]; then',
-                  f'    exec {shlex.join(resume_argv)} "$run_dir"',
+                  f'    exec {launch} {shlex.join(resume_argv)} "$run_dir"',
                   "fi"]
-    lines.append(f"exec {shlex.join(argv)}")
+    lines.append(f"exec {launch} {shlex.join(engine_argv)}")
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def check_queued(runs_dir: Path, options: SlurmOptions, cluster: Cluster, partit
     with q:
         per_proc = gpus_per_proc(options, cluster, partition)
         for job in q.jobs():
-            problem = gpu_problem(job.nproc, per_proc, cluster, partition) if job.state == "queued" else None
+            problem = gpu_problem(job.nproc, per_proc, cluster, partition, job.nodes) if job.state == "queued" else None
             if problem:
                 raise UserInputError(f"queued job {job.id} ({job.level}) {problem}")
 
@@ -113,7 +114,7 @@ class SlurmWorker(Worker):
         logs = self.runs_dir / JOB_LOGS
         logs.mkdir(exist_ok=True)
         log, run_dir_file = logs / f"job_{job.id}.log", logs / f"job_{job.id}.rundir"
-        problem = gpu_problem(job.nproc, self.per_proc, self.cluster_info, self.partition)
+        problem = gpu_problem(job.nproc, self.per_proc, self.cluster_info, self.partition, job.nodes)
         if problem:
             q.finish(job.id, "failed", None, f"job {problem}")
             self.log(f"job {job.id} ({job.level}) failed: it {problem}")
@@ -124,11 +125,11 @@ class SlurmWorker(Worker):
             return
         run_dir_file.unlink(missing_ok=True)
         try:
-            argv = trainer_command(job, self.runs_dir)
+            argv = engine_args(trainer_command(job, self.runs_dir))
             fresh_train = job.settings.get("kind") != JOB_KIND and argv[-2:-1] == ["--settings"]
-            text = batch_script(job_id=job.id, level=job.level, argv=argv, log=log, run_dir_file=run_dir_file,
-                                options=self.options, partition=self.partition, gpus=job.nproc * self.per_proc,
-                                nproc=job.nproc, workdir=Path.cwd(),
+            text = batch_script(job_id=job.id, level=job.level, python=sys.executable, engine_argv=argv, log=log,
+                                run_dir_file=run_dir_file, options=self.options, partition=self.partition,
+                                gpus=job.nproc * self.per_proc, nproc=job.nproc, nodes=job.nodes, workdir=Path.cwd(),
                                 resume_argv=argv[:-2] + ["--resume"] if fresh_train else None)
             script = write_script(script_path(self.runs_dir, job.id), text)
             with open(log, "ab") as handle:
@@ -224,6 +225,15 @@ class SlurmWorker(Worker):
         del self.children[job.id]
         self.log(f"job {job.id} ({job.level}) {state} (Slurm {slurm_state})" + (f": {error}" if error and state != "done" else "")
                  + (f" run {child.run_dir}" if child.run_dir else ""))
+
+
+def engine_args(argv: list[str]) -> list[str]:
+    """The arguments after `-m engine` of a local trainer command (whatever launches it here:
+    on Slurm the batch script decides how it is launched)."""
+    for i in range(len(argv) - 1):
+        if argv[i:i + 2] == ["-m", "engine"]:
+            return argv[i + 2:]
+    raise UserInputError(f"cannot tell the engine's arguments in {argv!r}")
 
 
 def _exit_code(text: str | None) -> int | None:

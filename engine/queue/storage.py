@@ -88,6 +88,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE worker ADD COLUMN backend TEXT;
     ALTER TABLE worker ADD COLUMN cluster TEXT;
     """,
+    # The nodes a job spans, `nproc` processes on each (more than one only on Slurm).
+    """
+    ALTER TABLE jobs ADD COLUMN nodes INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -122,6 +126,7 @@ class Job:
     slurm_id: str | None = None  # the Slurm backend's job id, node and Slurm state (PENDING, RUNNING, ...)
     slurm_node: str | None = None
     slurm_state: str | None = None
+    nodes: int = 1  # nodes the job spans, `nproc` processes on each (Slurm: srun torchrun)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -285,6 +290,7 @@ class QueueStore:
             cancel_requested=row["cancel_requested_at"] is not None, worker_pid=row["worker_pid"],
             config=row["config"], pid_start=row["pid_start"], sweep=row["sweep"],
             slurm_id=row["slurm_id"], slurm_node=row["slurm_node"], slurm_state=row["slurm_state"],
+            nodes=row["nodes"],
         )
 
     def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
@@ -336,11 +342,14 @@ class QueueStore:
         return self.add_many([(level, settings)], front=front, dataset=dataset, nproc=nproc, config=config)[0]
 
     def add_many(self, jobs: list[tuple[str, dict]], *, front: bool = False, dataset: str | None = None,
-                 nproc: int = 1, config: str | None = None, sweep: str | None = None) -> list[int]:
+                 nproc: int = 1, config: str | None = None, sweep: str | None = None,
+                 nodes: int = 1) -> list[int]:
         """Queue several jobs (level, settings) in one transaction, keeping their order; returns
         their ids. The settings are stored as given: `engine.queue.plan` validates them."""
         checked = [(_check_level(level), _check_settings(settings)) for level, settings in jobs]
         nproc = _check_nproc(nproc)
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+            raise UserInputError(f"nodes must be an integer >= 1, got {nodes!r}")
         if dataset is not None and not isinstance(dataset, str):
             raise UserInputError(f"dataset must be a name or path string, got {type(dataset).__name__}")
         if config is not None:  # the worker may run elsewhere: pin the file the jobs were planned with
@@ -354,9 +363,9 @@ class QueueStore:
             created = now_iso()
             for offset, (level, settings) in enumerate(checked):
                 cur = db.execute(
-                    "INSERT INTO jobs (level, dataset, args, state, position, created_at, nproc, config, sweep) "
-                    "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-                    (level, dataset, json.dumps(settings), start + offset, created, nproc, config, sweep))
+                    "INSERT INTO jobs (level, dataset, args, state, position, created_at, nproc, config, sweep, nodes) "
+                    "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    (level, dataset, json.dumps(settings), start + offset, created, nproc, config, sweep, nodes))
                 ids.append(cur.lastrowid)
         return ids
 

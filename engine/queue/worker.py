@@ -305,6 +305,11 @@ class Worker:
         log = logs / f"job_{job.id}.log"
         run_dir_file = logs / f"job_{job.id}.rundir"
         run_dir_file.unlink(missing_ok=True)
+        if job.nodes > 1:
+            q.finish(job.id, "failed", None, f"the job spans {job.nodes} nodes; only a worker with --backend slurm "
+                                             "runs it (retry it there)")
+            self.log(f"job {job.id} ({job.level}) failed: it spans {job.nodes} nodes")
+            return
         if job.resume and not (job.run_dir and Path(job.run_dir).is_dir()):
             q.finish(job.id, "failed", None, f"cannot resume: run directory {job.run_dir} is gone")
             self.log(f"job {job.id} ({job.level}) failed: run directory to resume is gone")
