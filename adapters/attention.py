@@ -76,13 +76,19 @@ def identity_linear(hidden_dim: int) -> nn.Linear:
 
 class AttentionAdapter(Adapter):
     """L4: transformer layer(s) with a padding mask, LayerNorm and an identity-initialised
-    projection; output = input + α · (proj − input). 100,714,497 params at H=4096."""
+    projection; output = input + α · (proj − input). 100,714,497 params at H=4096.
+
+    Drafter width Hd ≠ Hv (L4, L5): an input projection Hd → Hv first, and `input` above is the
+    projected drafter state. The identity-initialised output projection cannot take the width
+    change instead: the residual mixes the input itself into the output, so it must be Hv wide.
+    """
 
     causal = False
 
     def __init__(self, hidden_dim: int, num_heads: int = 8, num_layers: int = 1, ffn_dim: int = 2048,
-                 dropout: float = 0.1, alpha: float = 0.1, *, vlm_only: bool = False) -> None:
-        super().__init__(hidden_dim, vlm_only=vlm_only)
+                 dropout: float = 0.1, alpha: float = 0.1, *, drafter_dim: int | None = None,
+                 vlm_only: bool = False) -> None:
+        super().__init__(hidden_dim, drafter_dim=drafter_dim, vlm_only=vlm_only)
         self.layers = nn.ModuleList(
             TransformerLayer(hidden_dim, num_heads, ffn_dim, dropout) for _ in range(num_layers)
         )
@@ -110,8 +116,9 @@ class EAGLEAdapter(AttentionAdapter):
 
     def __init__(self, hidden_dim: int, num_heads: int = 8, num_layers: int = 1, ffn_dim: int = 2048,
                  dropout: float = 0.1, alpha: float = 0.1, max_seq_len: int = 512,
-                 *, vlm_only: bool = False) -> None:
-        super().__init__(hidden_dim, num_heads, num_layers, ffn_dim, dropout, alpha, vlm_only=vlm_only)
+                 *, drafter_dim: int | None = None, vlm_only: bool = False) -> None:
+        super().__init__(hidden_dim, num_heads, num_layers, ffn_dim, dropout, alpha,
+                         drafter_dim=drafter_dim, vlm_only=vlm_only)
         self.input_norm: nn.Module = nn.LayerNorm(hidden_dim)
         self.positions = nn.Parameter(nn.init.trunc_normal_(torch.empty(max_seq_len, hidden_dim), std=0.02))
 
@@ -124,15 +131,20 @@ class EAGLEAdapter(AttentionAdapter):
 class FusedEAGLEAdapter(EAGLEAdapter):
     """L5F: gate = σ(W_g [egpt; vl]); fused = gate·egpt + (1−gate)·vl + W_f [egpt; vl], LayerNorm;
     then the L5 causal core (the fusion norm replaces L5's input norm);
-    output = vl + α · (core − vl). 169,936,897 params at H=4096."""
+    output = vl + α · (core − vl). 169,936,897 params at H=4096.
+
+    Drafter width Hd ≠ Hv: the drafter stream is projected Hd → Hv first, and the gate, the
+    fusion and the gated mix all take the projected stream, so the gate still picks per
+    dimension between two states of one space (the verifier's); the residual is on vl, already Hv.
+    """
 
     default_consumes = "both"
 
     def __init__(self, hidden_dim: int, num_heads: int = 8, num_layers: int = 1, ffn_dim: int = 2048,
                  dropout: float = 0.1, alpha: float = 0.1, max_seq_len: int = 512,
-                 *, vlm_only: bool = False) -> None:
+                 *, drafter_dim: int | None = None, vlm_only: bool = False) -> None:
         super().__init__(hidden_dim, num_heads, num_layers, ffn_dim, dropout, alpha, max_seq_len,
-                         vlm_only=vlm_only)
+                         drafter_dim=drafter_dim, vlm_only=vlm_only)
         self.input_norm = nn.Identity()
         self.gate = nn.Linear(2 * hidden_dim, hidden_dim)
         self.fuse = nn.Linear(2 * hidden_dim, hidden_dim)
@@ -143,6 +155,7 @@ class FusedEAGLEAdapter(EAGLEAdapter):
     def predict(self, egpt: torch.Tensor | None, vl: torch.Tensor | None, padding: Padding) -> torch.Tensor:
         if egpt is None or vl is None:
             raise ValueError("FusedEAGLEAdapter needs both drafter and verifier states")
+        egpt = self.to_verifier_width(egpt)
         both = torch.cat([egpt, vl], dim=-1)
         gate = torch.sigmoid(self.gate(both))
         fused = self.fuse_norm(gate * egpt + (1 - gate) * vl + self.fuse(both))

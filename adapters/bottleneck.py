@@ -40,13 +40,21 @@ class BottleneckBlock(nn.Module):
 
 class BottleneckAdapter(Adapter):
     """L1: `num_layers` narrow blocks (1) and a final LayerNorm (2,113,537 params at H=4096). As in
-    the reference, L1 stacks `num_layers` blocks and L2/L3 `num_blocks`."""
+    the reference, L1 stacks `num_layers` blocks and L2/L3 `num_blocks`.
+
+    Drafter width Hd ≠ Hv (L1, L2, L3 alike): an input projection Hd → Hv before the first
+    block. Letting the first down-projection read Hd instead would save Hd·Hv parameters but
+    leave the block's skip path (the `x` of x + α·up(...)) in Hd, with nothing to add it to:
+    the bottleneck only learns a small correction of its input, so the input must already be a
+    verifier-width state.
+    """
 
     per_token = True
 
     def __init__(self, hidden_dim: int, bottleneck_dim: int = 256, num_layers: int = 1,
-                 dropout: float = 0.1, alpha: float = 0.1, *, vlm_only: bool = False) -> None:
-        super().__init__(hidden_dim, vlm_only=vlm_only)
+                 dropout: float = 0.1, alpha: float = 0.1, *, drafter_dim: int | None = None,
+                 vlm_only: bool = False) -> None:
+        super().__init__(hidden_dim, drafter_dim=drafter_dim, vlm_only=vlm_only)
         self._build(hidden_dim, bottleneck_dim, num_layers, dropout, alpha, wide=False)
 
     def _build(self, hidden_dim: int, bottleneck_dim: int, blocks: int, dropout: float, alpha: float,
@@ -69,8 +77,9 @@ class MultiLayerBottleneckAdapter(BottleneckAdapter):
     """L2: three stacked L1 blocks and a final LayerNorm (6,324,227 params at H=4096)."""
 
     def __init__(self, hidden_dim: int, bottleneck_dim: int = 256, num_blocks: int = 3,
-                 dropout: float = 0.1, alpha: float = 0.1, *, vlm_only: bool = False) -> None:
-        Adapter.__init__(self, hidden_dim, vlm_only=vlm_only)
+                 dropout: float = 0.1, alpha: float = 0.1, *, drafter_dim: int | None = None,
+                 vlm_only: bool = False) -> None:
+        Adapter.__init__(self, hidden_dim, drafter_dim=drafter_dim, vlm_only=vlm_only)
         self._build(hidden_dim, bottleneck_dim, num_blocks, dropout, alpha, wide=False)
 
 
@@ -79,6 +88,7 @@ class WideBottleneckAdapter(BottleneckAdapter):
     (25,188,355 params at H=4096)."""
 
     def __init__(self, hidden_dim: int, bottleneck_dim: int = 1024, num_blocks: int = 3,
-                 dropout: float = 0.1, alpha: float = 0.1, *, vlm_only: bool = False) -> None:
-        Adapter.__init__(self, hidden_dim, vlm_only=vlm_only)
+                 dropout: float = 0.1, alpha: float = 0.1, *, drafter_dim: int | None = None,
+                 vlm_only: bool = False) -> None:
+        Adapter.__init__(self, hidden_dim, drafter_dim=drafter_dim, vlm_only=vlm_only)
         self._build(hidden_dim, bottleneck_dim, num_blocks, dropout, alpha, wide=True)

@@ -62,14 +62,25 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, handle)
 
 
+def widths(payload: dict[str, Any]) -> tuple[int, int]:
+    """(drafter width Hd, verifier width Hv) of a checkpoint payload (ours or a converted
+    reference one): init_kwargs carries drafter_dim only where it differs from hidden_dim."""
+    kwargs = payload["init_kwargs"]
+    return int(kwargs.get("drafter_dim", kwargs["hidden_dim"])), int(kwargs["hidden_dim"])
+
+
 def adapter_payload(model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
-    """Everything needed to rebuild `model` (built by adapters.registry.build_adapter)."""
+    """Everything needed to rebuild `model` (built by adapters.registry.build_adapter). Both widths
+    are also recorded at the top (`drafter_dim`, `hidden_dim`) for readers that do not rebuild."""
+    init_kwargs = dict(model.init_kwargs)
     return {
         "format": FORMAT,
         "version": VERSION,
         "level": getattr(model, "level_key", type(model).__name__),
         "class": type(model).__name__,
-        "init_kwargs": dict(model.init_kwargs),
+        "init_kwargs": init_kwargs,
+        "hidden_dim": init_kwargs["hidden_dim"],
+        "drafter_dim": init_kwargs.get("drafter_dim", init_kwargs["hidden_dim"]),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }

@@ -306,11 +306,15 @@ def build_kwargs(spec: LevelSpec, overrides: dict[str, Any] | None = None) -> tu
     return kwargs, ignored
 
 
-def build_adapter(spec: LevelSpec, hidden_dim: int, overrides: dict[str, Any] | None = None, device: Any = None):
-    """Instantiate a level at `hidden_dim` (device "meta" counts parameters without memory)."""
+def build_adapter(spec: LevelSpec, hidden_dim: int, overrides: dict[str, Any] | None = None, device: Any = None,
+                  drafter_dim: int | None = None):
+    """Instantiate a level mapping drafter width `drafter_dim` (default `hidden_dim`) to verifier
+    width `hidden_dim` (device "meta" counts parameters without memory)."""
     import torch
 
     kwargs, _ = build_kwargs(spec, overrides)
+    if drafter_dim is not None and drafter_dim != hidden_dim:
+        kwargs["drafter_dim"] = drafter_dim  # only when they differ: equal widths keep the reference's arguments
     heads = kwargs.get("num_heads")
     if heads is not None and hidden_dim % heads:
         raise ConfigError(f"[levels.{spec.key}] num_heads = {heads} does not divide hidden size {hidden_dim}")
@@ -321,7 +325,8 @@ def build_adapter(spec: LevelSpec, hidden_dim: int, overrides: dict[str, Any] | 
     return model
 
 
-def count_parameters(spec: LevelSpec, hidden_dim: int, overrides: dict[str, Any] | None = None) -> int:
+def count_parameters(spec: LevelSpec, hidden_dim: int, overrides: dict[str, Any] | None = None,
+                     drafter_dim: int | None = None) -> int:
     """Parameter count on the meta device: instant, no memory allocated."""
-    model = build_adapter(spec, hidden_dim, overrides, device="meta")
+    model = build_adapter(spec, hidden_dim, overrides, device="meta", drafter_dim=drafter_dim)
     return sum(p.numel() for p in model.parameters())

@@ -33,3 +33,13 @@ def control_character(text: str, *, multiline: bool = False) -> str | None:
     """The first control character of `text`, escaped (for a refusal), or None."""
     found = (_CONTROL if multiline else _CONTROL_OR_NEWLINE).search(text)
     return _escape(found) if found else None
+
+
+def widths_text(drafter_dim: object, hidden_dim: object) -> str:
+    """An adapter's widths as people read them: `4096` when drafter and verifier agree, `2048→4096`
+    (drafter → verifier) where they differ; `?` for what a file does not say."""
+    hv = hidden_dim if isinstance(hidden_dim, int) and not isinstance(hidden_dim, bool) else None
+    hd = drafter_dim if isinstance(drafter_dim, int) and not isinstance(drafter_dim, bool) else hv
+    if hv is None:
+        return "?"
+    return str(hv) if hd == hv else f"{hd}→{hv}"

@@ -19,12 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def describe(target: str) -> dict:
     from pathlib import Path
 
-    from adapters.checkpoint import load_adapter
+    from adapters.checkpoint import load_adapter, widths
     from engine.rundir.layout import checkpoint_of
 
     path = checkpoint_of(Path(target))
     model, payload = load_adapter(path)
+    drafter_dim, hidden_dim = widths(payload)
     return {"path": str(path), "format": payload.get("format"), "level": payload["level"], "class": payload["class"],
+            "drafter_dim": drafter_dim, "hidden_dim": hidden_dim,
             "init_kwargs": payload["init_kwargs"], "params": sum(p.numel() for p in model.parameters()),
             "epoch": payload.get("epoch"), "metrics": payload.get("metrics") or {},
             "val_loss": payload.get("val_loss")}
@@ -38,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     source = "the reference's" if info["format"] == "reference" else "adapter-tui"
     print(f"{info['path']}: {source} checkpoint of {info['level']} ({info['class']}), {info['params']:,} parameters"
           + (f", epoch {info['epoch']}" if info["epoch"] is not None else ""))
+    print(f"widths: drafter {info['drafter_dim']} → verifier {info['hidden_dim']}"
+          + ("" if info["drafter_dim"] != info["hidden_dim"] else " (equal)"))
     print("arguments: " + ", ".join(f"{k}={v}" for k, v in info["init_kwargs"].items()))
     if info["metrics"]:
         print("saved metrics: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
