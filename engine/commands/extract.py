@@ -7,6 +7,7 @@ import json
 from typing import Any, Callable
 
 from engine.extract.options import FORMATS, MODEL_DTYPES, STORES, ExtractOptions
+from engine.job_options import QueuedParser
 
 EXAMPLE = ("adapter-engine extract --drafter ~/models/vicuna-7b-v1.5 --verifier ~/models/Llama-2-7b-chat-hf "
            "--prompts prompts.jsonl --dtype bf16 --store bf16 runs/datasets/chat7b --register chat7b")
@@ -67,16 +68,9 @@ def options_from(args: argparse.Namespace) -> ExtractOptions:
         format=args.format, trust_remote_code=args.trust_remote_code, register=args.register, config=args.config)
 
 
-class _QueuedParser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2 through the CLI, not argparse's usage dump
-        from common.errors import UserInputError
-
-        raise UserInputError(f"--extract: {message}; see `adapter-engine extract --help`")
-
-
 def parse_options(argv: list[str]) -> ExtractOptions:
     """`queue add --extract ARGS...`: the same flags, parsed the same way."""
-    parser = _QueuedParser(prog="adapter-engine queue add --extract", add_help=False)
+    parser = QueuedParser("--extract", "extract")
     add_extract_flags(parser)
     return options_from(parser.parse_args(argv))
 

@@ -8,6 +8,7 @@ import json
 from typing import Any, Callable
 
 from engine.extract.options import MODEL_DTYPES
+from engine.job_options import QueuedParser
 from engine.speculate.options import SpeculateOptions
 
 STOPPED = 130
@@ -74,16 +75,9 @@ def options_from(args: argparse.Namespace) -> SpeculateOptions:
         dtype=args.dtype, max_prompt_tokens=args.max_prompt_tokens, trust_remote_code=args.trust_remote_code)
 
 
-class _QueuedParser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2 through the CLI, not argparse's usage dump
-        from common.errors import UserInputError
-
-        raise UserInputError(f"--speculate: {message}; see `adapter-engine speculate --help`")
-
-
 def parse_options(argv: list[str]) -> SpeculateOptions:
     """`queue add --speculate ARGS...`: the same flags, parsed the same way."""
-    parser = _QueuedParser(prog="adapter-engine queue add --speculate", add_help=False)
+    parser = QueuedParser("--speculate", "speculate")
     add_speculate_flags(parser)
     return options_from(parser.parse_args(argv))
 

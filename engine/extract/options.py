@@ -4,14 +4,14 @@ the queue worker and the app import it."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from common.errors import UserInputError
 from common.fileio import ReadError, read_json
 from common.names import is_safe_name
 from common.text import plural
+from engine.job_options import as_argv, from_stored
 from engine.rundir.layout import EXTRACT_STATUS
 
 MODEL_DTYPES = ("fp32", "bf16", "fp16")
@@ -87,30 +87,11 @@ class ExtractOptions:
     @classmethod
     def from_dict(cls, data: Any) -> "ExtractOptions":
         """A queue job's stored options; UserInputError for anything else."""
-        known = {f.name for f in fields(cls)}
-        try:
-            options = cls(**{k: v for k, v in data.items() if k in known})
-        except (AttributeError, TypeError):
-            options = None
-        if options is None or not all(isinstance(getattr(options, k), str)
-                                      for k in ("drafter", "verifier", "prompts", "out")):
-            raise UserInputError("the job's extraction options are incomplete; queue it again with `queue add "
-                                 "--extract`")
-        return options
+        return from_stored(cls, data, ("drafter", "verifier", "prompts", "out"), "--extract")
 
     def as_argv(self) -> list[str]:
         """`adapter-engine extract` arguments that give these options back."""
-        argv = ["--drafter", self.drafter, "--verifier", self.verifier, "--prompts", self.prompts]
-        defaults = ExtractOptions("", "", "", "")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("drafter", "verifier", "prompts", "out") or value == getattr(defaults, f.name):
-                continue
-            if isinstance(value, bool):
-                argv.append(f"--{f.name}")
-            else:
-                argv += [f"--{f.name}", str(value)]
-        return argv + ["--", self.out]
+        return as_argv(self, ExtractOptions("", "", "", ""), ("drafter", "verifier", "prompts"), "out")
 
 
 def read_status(out: str | Path) -> dict[str, Any] | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import math
 import random
 from dataclasses import dataclass
 from datetime import datetime

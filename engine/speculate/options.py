@@ -3,13 +3,14 @@ to read a job's progress. The command, the queue worker and the app import it.""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from common.errors import UserInputError
 from common.fileio import ReadError, read_json
 from engine.extract.options import MODEL_DTYPES
+from engine.job_options import as_argv, from_stored
 from engine.rundir.layout import CONFIG
 from engine.rundir.speculation import progress_text, read_progress
 
@@ -90,32 +91,13 @@ class SpeculateOptions:
     @classmethod
     def from_dict(cls, data: Any) -> "SpeculateOptions":
         """A queue job's stored options; UserInputError for anything else."""
-        known = {f.name for f in fields(cls)}
-        try:
-            options = cls(**{k: v for k, v in data.items() if k in known})
-        except (AttributeError, TypeError):
-            options = None
-        if options is None or not all(isinstance(getattr(options, k), str)
-                                      for k in ("run", "drafter", "verifier", "prompts")):
-            raise UserInputError("the job's speculation options are incomplete; queue it again with `queue add "
-                                 "--speculate`")
-        return options
+        return from_stored(cls, data, ("run", "drafter", "verifier", "prompts"), "--speculate")
 
     def as_argv(self) -> list[str]:
-        """`adapter-engine speculate` arguments that give these options back."""
-        # --layer always: left out, it would be taken from the run's extraction
-        argv = ["--drafter", self.drafter, "--verifier", self.verifier, "--prompts", self.prompts, "--layer",
-                str(self.layer)]
-        defaults = SpeculateOptions("", "", "", "")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("run", "drafter", "verifier", "prompts", "layer") or value == getattr(defaults, f.name):
-                continue
-            if isinstance(value, bool):
-                argv.append(f"--{f.name}")
-            else:
-                argv += [f"--{f.name}", str(value)]
-        return argv + ["--", self.run]
+        """`adapter-engine speculate` arguments that give these options back (--layer always:
+        left out, it would be taken from the run's extraction)."""
+        return as_argv(self, SpeculateOptions("", "", "", ""), ("drafter", "verifier", "prompts"), "run",
+                       always=("layer",))
 
     def run_dir(self) -> Path:
         path = Path(self.run)

@@ -177,7 +177,7 @@ def _summary(stats: DecodeStats, clock: Clock, wall: float, baseline_s: float, b
 def measure(plan: Plan, progress: Callable[[dict[str, Any]], None] = lambda status: None,
             stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
     """Run a checked plan: speculate.json's content. Raises Stopped when `stop()` turns true."""
-    o, gammas = plan.options, plan.options.gammas
+    gammas = plan.options.gammas
     started = now_iso()
     status = {"state": "running", "pid": os.getpid(), "host": socket.gethostname(), "started_at": started,
               "prompts_done": 0, "prompts_total": len(plan.prompts), "gamma": gammas[0], "gammas": len(gammas),
