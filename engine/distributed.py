@@ -3,6 +3,8 @@ LOCAL_RANK, we join the process group (NCCL with CUDA, gloo on CPU) and reduce w
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +42,13 @@ def init(device: torch.device) -> DistContext:
 
 
 def shutdown(ctx: DistContext) -> None:
+    """Tear the process group down once every rank is here: a rank that tears gloo down while
+    another is still writing the run's last files can be left waiting on it forever."""
     if ctx.enabled and dist.is_initialized():
+        try:
+            dist.monitored_barrier(timeout=timedelta(seconds=120))
+        except RuntimeError:  # a rank that died: tear down all the same
+            pass
         dist.destroy_process_group()
 
 
