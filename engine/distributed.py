@@ -3,10 +3,9 @@ LOCAL_RANK, we join the process group (NCCL with CUDA, gloo on CPU) and reduce w
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
