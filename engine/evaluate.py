@@ -37,14 +37,14 @@ from typing import Any
 import torch
 
 from adapters import seed
-from adapters.checkpoint import load_adapter, safe_load
+from adapters.checkpoint import load_adapter, safe_load, widths
 from adapters.losses import batch_objective, token_cosine
 from adapters.padding import Padding
 from adapters.reference import lm_head_weight
 from adapters.registry import eval_problem
 from common.errors import DataError, UserInputError
 from common.fileio import ReadError, read_json
-from common.text import plural
+from common.text import plural, widths_text
 from engine.data.dataset import open_dataset, split_train_val
 from engine.data.formats import Dataset
 from engine.data.loader import val_loader
@@ -305,9 +305,11 @@ def evaluate_run(target: Path, options: EvalOptions, *, data: str | None = None,
         _, dataset, _ = split_train_val(open_dataset(settings.train_data), settings.val_split, settings.seed)
     else:
         raise UserInputError(f"{target}: no run config to find validation data in; pass --data VAL")
-    hidden = payload["init_kwargs"]["hidden_dim"]
-    if dataset.hidden_dim != hidden:
-        raise DataError(f"{dataset.path} has hidden size {dataset.hidden_dim} but the checkpoint expects {hidden}")
+    expected = widths(payload)
+    if dataset.widths != expected:
+        raise DataError(f"{dataset.path} has hidden size {widths_text(*dataset.widths)} but the checkpoint maps "
+                        f"{widths_text(*expected)}; evaluate on data of the models it was trained on")
+    hidden = expected[1]
     head_path = lm_head or (settings.lm_head if settings else None)
     head = load_lm_head(head_path, hidden) if head_path else None
     costs = measured_costs(run_dir, options.gamma) if calibrate else None

@@ -12,9 +12,11 @@ from typing import Any
 import torch
 
 from adapters.checkpoint import load_adapter, safe_load
+from adapters.checkpoint import widths as checkpoint_widths
 from adapters.registry import build_adapter, count_parameters, load_registry
 from common.errors import DataError, UserInputError
 from common.fileio import ReadError, read_json, unwritable_dir
+from common.text import widths_text
 from engine.data.dataset import open_dataset, split_train_val
 from engine.data.formats import Dataset
 from engine.device import pick_device
@@ -48,28 +50,28 @@ def prepare(settings: TrainSettings, resume_state: dict[str, Any] | None = None)
     train = open_dataset(settings.train_data)
     if settings.val_data:
         val, note = open_dataset(settings.val_data), None
-        if val.hidden_dim != train.hidden_dim:
-            raise DataError(f"train hidden size {train.hidden_dim} and val hidden size {val.hidden_dim} differ; "
-                            "use a validation set extracted from the same models")
+        if val.widths != train.widths:
+            raise DataError(f"train hidden size {widths_text(*train.widths)} and val hidden size "
+                            f"{widths_text(*val.widths)} differ; use a validation set extracted from the same models")
     else:
         train, val, note = split_train_val(train, settings.val_split, settings.seed)
-    hidden = train.hidden_dim
+    drafter, hidden = train.widths
     if settings.hidden_dim is not None and settings.hidden_dim != hidden:
-        raise UserInputError(f"--hidden_dim {settings.hidden_dim} conflicts with the data's hidden size {hidden}; "
-                             "drop the flag (the hidden size comes from the data)")
+        raise UserInputError(f"--hidden_dim {settings.hidden_dim} conflicts with the data's hidden size {hidden} "
+                             "(the verifier's); drop the flag (the hidden size comes from the data)")
     lm_head = load_lm_head(settings.lm_head, hidden) if settings.lm_head else None
-    params = count_parameters(spec, hidden, settings.arch_overrides)  # also checks heads | hidden
+    params = count_parameters(spec, hidden, settings.arch_overrides, drafter_dim=drafter)  # also checks heads | hidden
     device = pick_device(settings.device)
-    check_memory(spec.key, params, hidden, device)
+    check_memory(spec.key, params, widths_text(drafter, hidden), device)
     if resume_state is None:
         problem = unwritable_dir(settings.output_dir)
         if problem:
             raise UserInputError(f"cannot create the run directory: {problem}")
     ignored = ignored_arch_flags(spec, settings.arch_overrides)
     warnings = [ignored_warning(spec, ignored)] if ignored else []
-    initial = initial_weights(settings.init_from, spec, hidden, settings.arch_overrides) if settings.init_from else None
+    initial = initial_weights(settings.init_from, spec, train.widths, settings.arch_overrides) if settings.init_from else None
     if resume_state is not None:
-        _fits(resume_state["state_dict"], spec, hidden, settings.arch_overrides, "last.pt")
+        _fits(resume_state["state_dict"], spec, train.widths, settings.arch_overrides, "last.pt")
     return Inputs(settings, spec, train, val, note, device, lm_head, params, warnings, initial, resume_state)
 
 
@@ -86,7 +88,7 @@ def device_memory(device: torch.device) -> int | None:
         return None
 
 
-def check_memory(level: str, params: int, hidden: int, device: torch.device) -> None:
+def check_memory(level: str, params: int, hidden: int | str, device: torch.device) -> None:
     """Refuse a model whose parameters alone (with gradients and optimizer state) cannot fit the
     device, before anything is allocated or written."""
     need, have = params * TRAINING_BYTES_PER_PARAM, device_memory(device)
@@ -135,18 +137,19 @@ def read_resume(run_dir: Path) -> tuple[TrainSettings, dict[str, Any]]:
     return settings, state
 
 
-def _fits(state: dict[str, torch.Tensor], spec, hidden: int, overrides: dict[str, Any], what: str) -> None:
-    """`state` (a state_dict) has exactly the parameters, and their shapes, of the model built."""
-    model = build_adapter(spec, hidden, overrides, device="meta")
+def _fits(state: dict[str, torch.Tensor], spec, widths: tuple[int, int], overrides: dict[str, Any], what: str) -> None:
+    """`state` (a state_dict) has exactly the parameters, and their shapes, of the model built
+    for the data's widths (Hd, Hv)."""
+    model = build_adapter(spec, widths[1], overrides, device="meta", drafter_dim=widths[0])
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
     if ours != theirs:
         differs = next((k for k in ours if theirs.get(k) != ours[k]), None) or next(iter(set(theirs) - set(ours)), "")
-        raise UserInputError(f"{what} does not fit {spec.key} ({spec.class_name}, hidden {hidden})"
+        raise UserInputError(f"{what} does not fit {spec.key} ({spec.class_name}, hidden {widths_text(*widths)})"
                              + (f": {differs} differs" if differs else ""))
 
 
-def initial_weights(target: str, spec, hidden: int, overrides: dict[str, Any]) -> dict[str, torch.Tensor]:
+def initial_weights(target: str, spec, widths: tuple[int, int], overrides: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The weights --init_from names (a checkpoint of ours or the reference's, or a run
     directory's best_model.pt), checked against the model this run builds."""
     try:
@@ -157,8 +160,11 @@ def initial_weights(target: str, spec, hidden: int, overrides: dict[str, Any]) -
     if payload["class"] != spec.class_name:
         raise UserInputError(f"--init_from {checkpoint}: its {payload['level']} ({payload['class']}) does not fit "
                              f"this run's {spec.key} ({spec.class_name}); pick a run of the same level and sizes")
+    if checkpoint_widths(payload) != tuple(widths):
+        raise UserInputError(f"--init_from {checkpoint}: its weights map hidden size {widths_text(*checkpoint_widths(payload))} "
+                             f"but the data's is {widths_text(*widths)}; pick a run trained on data of these models")
     try:
-        _fits(payload["state_dict"], spec, hidden, overrides, f"--init_from {checkpoint}")
+        _fits(payload["state_dict"], spec, widths, overrides, f"--init_from {checkpoint}")
     except UserInputError as exc:
         raise UserInputError(f"{exc}; pick a run of the same level and sizes") from None
     return payload["state_dict"]

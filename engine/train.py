@@ -26,7 +26,9 @@ from adapters.losses import batch_objective
 from adapters.registry import build_adapter, build_kwargs, load_registry
 from adapters.zoo import adapter_class
 from common.fileio import DiskFull, json_bytes, read_json, write_all, write_json
+from common.text import widths_text
 from engine.console import EpochProgress
+from engine.data.formats import Dataset
 from engine.data.loader import train_loader, val_loader
 from engine.device import autocast, make_optimizer, resolve_precision, to_device
 from engine.distributed import DistContext, all_reduce, any_rank, broadcast
@@ -72,6 +74,12 @@ def setup_logging(run_dir: Path) -> logging.Handler:
     return handler
 
 
+def drafter_width(data: Dataset) -> dict[str, int]:
+    """config.json's adapter section names the drafter's width only where it differs from the
+    verifier's, so an equal-width run's config stays the reference's."""
+    return {"drafter_dim": data.drafter_dim} if data.drafter_dim != data.hidden_dim else {}
+
+
 def seed_config(inputs: Inputs, stamp: str, argv: list[str]) -> dict[str, Any]:
     """config.json: the reference's keys with the values it writes, plus what reproduces the run."""
     s, spec = inputs.settings, inputs.spec
@@ -88,7 +96,7 @@ def seed_config(inputs: Inputs, stamp: str, argv: list[str]) -> dict[str, Any]:
         "task": seed.task_name(spec.class_name, s.vlm_only) or f"train_{s.level}",
         "vlm_only": s.vlm_only,
         "adapter": {"level": level.number if level else s.level, "name": level.name if level else spec.class_name,
-                    "hidden_dim": inputs.train.hidden_dim, **arch, "params": inputs.params},
+                    "hidden_dim": inputs.train.hidden_dim, **drafter_width(inputs.train), **arch, "params": inputs.params},
         "data": {"train_path": s.train_data, "val_path": s.val_data or "split from train",
                  "train_samples": inputs.train.num_samples, "val_samples": inputs.val.num_samples,
                  "split": inputs.split_note},
@@ -138,7 +146,8 @@ class Trainer:
         self.device = inputs.device
         self.stop = stop or StopFlag()
         torch.manual_seed(s.seed)
-        self.model = build_adapter(inputs.spec, inputs.train.hidden_dim, s.arch_overrides)
+        self.model = build_adapter(inputs.spec, inputs.train.hidden_dim, s.arch_overrides,
+                                   drafter_dim=inputs.train.drafter_dim)
         if inputs.initial_state is not None:
             self.model.load_state_dict(inputs.initial_state)
         self.model.to(self.device)
@@ -454,10 +463,10 @@ def _train(inputs: Inputs, run_dir: Path, ctx: DistContext, stop: StopFlag) -> i
         log.warning(warning)
     if inputs.split_note:
         log.info(inputs.split_note)
-    log.info("level %s (%s, %s params) on %s%s; %d train / %d val samples, hidden %d",
+    log.info("level %s (%s, %s params) on %s%s; %d train / %d val samples, hidden %s",
              settings.level, inputs.spec.class_name, f"{inputs.params:,}", inputs.device,
              f" x {ctx.world_size} ranks" if ctx.enabled else "",
-             inputs.train.num_samples, inputs.val.num_samples, inputs.train.hidden_dim)
+             inputs.train.num_samples, inputs.val.num_samples, widths_text(*inputs.train.widths))
     trainer: Trainer | None = None
     state, code, error = "failed", EXIT_FAILED, None
     try:

@@ -43,14 +43,15 @@ def save(model, tokenizer, path: Path) -> Path:
 
 
 def build_tiny_models(root: Path) -> dict[str, Path]:
-    """llama (BPE), llama2 (the same tokenizer, other weights), gpt2 (WordPiece), wide (hidden 48)."""
+    """llama (BPE), llama2 (the same tokenizer, other weights), gpt2 (WordPiece), wide (GPT-2,
+    WordPiece, hidden 48), llama_wide (BPE like llama, hidden 48)."""
     torch.manual_seed(0)
     bpe, wordpiece = tokenizer("bpe", 300), tokenizer("wordpiece", 200)
 
-    def llama(seed: int):
+    def llama(seed: int, width: int = 32):
         torch.manual_seed(seed)
         return transformers.LlamaForCausalLM(transformers.LlamaConfig(
-            vocab_size=len(bpe), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            vocab_size=len(bpe), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=4, max_position_embeddings=128))
 
     def gpt2(width: int):
@@ -59,4 +60,5 @@ def build_tiny_models(root: Path) -> dict[str, Path]:
                                                                     bos_token_id=1, eos_token_id=2))
 
     return {"llama": save(llama(0), bpe, root / "llama"), "llama2": save(llama(1), bpe, root / "llama2"),
-            "gpt2": save(gpt2(32), wordpiece, root / "gpt2"), "wide": save(gpt2(48), wordpiece, root / "wide")}
+            "gpt2": save(gpt2(32), wordpiece, root / "gpt2"), "wide": save(gpt2(48), wordpiece, root / "wide"),
+            "llama_wide": save(llama(2, 48), bpe, root / "llama_wide")}

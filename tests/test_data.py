@@ -308,9 +308,13 @@ def _break(tmp_path, tiny_data, how):
         torch.save([raw["egpt_hidden"]], _chunk(ds))
         return ds, "is not a dict with egpt_hidden, vl_hidden, seq_lens"
     if how == "shapes":
+        raw["vl_hidden"] = raw["vl_hidden"][:, :-1]
+        torch.save(raw, _chunk(ds))
+        return ds, "must agree in samples and padded length"
+    if how == "widths":  # a verifier width that is not the one index.json records
         raw["vl_hidden"] = raw["vl_hidden"][:, :, :32]
         torch.save(raw, _chunk(ds))
-        return ds, "shapes differ"
+        return ds, "records hidden size 64 but the chunks hold 64→32"
     if how == "lens":
         raw["seq_lens"][0] = 99
         torch.save(raw, _chunk(ds))
@@ -323,7 +327,7 @@ def _break(tmp_path, tiny_data, how):
 
 
 @pytest.mark.parametrize("how", ["missing", "no_index", "index_garbage", "index_keys", "chunk_missing",
-                                 "not_dict", "shapes", "lens", "pickle"])
+                                 "not_dict", "shapes", "widths", "lens", "pickle"])
 def test_bad_input_is_one_line_exit_2(tmp_path, tiny_data, how):
     path, needle = _break(tmp_path, tiny_data, how)
     with pytest.raises(DataError, match=None) as info:

@@ -48,7 +48,7 @@ def _samples(directory: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
     dataset = open_dataset(directory)
     rows = []
     for ref in dataset.chunks:
-        chunk = load_chunk(ref, dataset.hidden_dim)
+        chunk = load_chunk(ref, dataset.widths)
         if chunk.egpt.dim() == 3:  # chunked: padded rows
             rows += [(chunk.egpt[i, :n], chunk.vl[i, :n]) for i, n in enumerate(chunk.seq_lens.tolist())]
         else:  # packed: tokens back to back
@@ -275,7 +275,6 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, tiny_models,
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("mine")
     cases = [
-        (["--drafter", tiny_models["wide"]], "hidden size 48", "d1"),
         (["--layer", "5"], "--layer 5", "d2"),
         (["--samples", "1"], "--samples", "d3"),
         (["--drafter", tmp_path / "nowhere"], "cannot read its config", "d4"),

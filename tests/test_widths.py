@@ -95,3 +95,172 @@ def test_widths_text():
     assert widths_text(2048, 4096) == "2048→4096"
     assert widths_text(None, 4096) == "4096"
     assert widths_text(2048, None) == "?"
+
+
+# -- data, training, evaluation and the command line at two widths ----------------------------
+
+def _listing(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.fixture(scope="module")
+def two_width_data(tmp_path_factory):
+    from support import make_synth
+
+    root = tmp_path_factory.mktemp("widths")
+    make_synth(root / "narrow", hidden_dim=HV, drafter_dim=HD, samples=48, val_samples=16, max_seq=8,
+               chunk_size=16, lm_head=True)
+    make_synth(root / "equal", hidden_dim=HV, samples=48, val_samples=16, max_seq=8, chunk_size=16)
+    return root
+
+
+def test_datasets_record_both_widths_through_inspect_pack_and_every_chunk(two_width_data, tmp_path):
+    import json
+
+    from engine.data.dataset import load_chunk, open_dataset
+    from engine.data.inspect import inspect_dataset
+    from engine.data.pack import pack
+    from support import run_cli
+
+    train = two_width_data / "narrow" / "train"
+    index = json.loads((train / "index.json").read_text())
+    assert (index["drafter_dim"], index["hidden_dim"]) == (HD, HV)
+    info = inspect_dataset(train, deep=True)
+    assert (info["drafter_dim"], info["hidden_dim"]) == (HD, HV)
+    assert "hidden 24→40" in run_cli("data", "inspect", train, check=True).stdout
+    pack(train, tmp_path / "packed", "fp32")
+    for path in (train, tmp_path / "packed"):
+        dataset = open_dataset(path)
+        assert dataset.widths == (HD, HV)
+        for ref in dataset.chunks:
+            chunk = load_chunk(ref, dataset.widths)
+            assert chunk.egpt.shape[-1] == HD and chunk.vl.shape[-1] == HV
+    equal = open_dataset(two_width_data / "equal" / "train")
+    assert equal.widths == (HV, HV)
+
+
+def test_training_reads_the_widths_from_the_data_and_refuses_weights_of_other_widths(two_width_data, tmp_path, capsys):
+    import json
+
+    from engine.cli import main
+    from engine.rundir.summary import summarize
+
+    narrow, equal, runs = two_width_data / "narrow", two_width_data / "equal", tmp_path / "runs"
+    assert main(["train", "--level", "L1", "--train_data", str(narrow / "train"), "--val_data", str(narrow / "val"),
+                 "--num_epochs", "1", "--batch_size", "16", "--lm_head", str(narrow / "lm_head.pt"),
+                 "--output_dir", str(runs), "--device", "cpu"]) == 0
+    (run,) = runs.glob("L1/*")
+    adapter = json.loads((run / "config.json").read_text())["adapter"]
+    assert (adapter["drafter_dim"], adapter["hidden_dim"]) == (HD, HV)
+    assert adapter["params"] == count_parameters(registry_level("L1"), HV, drafter_dim=HD)
+    row = summarize(run)
+    assert (row.drafter_dim, row.hidden_dim) == (HD, HV) and row.as_dict()["drafter_dim"] == HD
+    _, payload = load_adapter(run / "best_model.pt")
+    assert widths(payload) == (HD, HV)
+    capsys.readouterr()
+    assert main(["checkpoint", str(run)]) == 0
+    assert "widths: drafter 24 → verifier 40" in capsys.readouterr().out
+
+    before = _listing(runs)
+    refusals = [
+        (["train", "--level", "L1", "--train_data", str(equal / "train"), "--val_data", str(equal / "val"),
+          "--init_from", str(run), "--output_dir", str(runs), "--device", "cpu"],
+         "its weights map hidden size 24→40 but the data's is 40"),
+        (["train", "--level", "L1", "--train_data", str(narrow / "train"), "--val_data", str(equal / "val"),
+          "--output_dir", str(runs), "--device", "cpu"],
+         "train hidden size 24→40 and val hidden size 40 differ"),
+        (["eval", str(run), "--data", str(equal / "val")], "but the checkpoint maps 24→40"),
+    ]
+    for argv, needle in refusals:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+        assert _listing(runs) == before  # nothing written
+
+
+def registry_level(key):
+    from adapters.registry import load_registry
+
+    return load_registry().level(key)
+
+
+def test_levels_counts_at_a_drafter_width(capsys):
+    import json
+
+    from engine.cli import main
+
+    assert main(["levels", "--hidden_dim", "4096", "--drafter_dim", "2048", "--json"]) == 0
+    rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["L1"]["params"] == 2_113_537 + 2048 * 4096 and rows["L1"]["drafter_dim"] == 2048
+    assert rows["B1"]["params"] == 102_819_841  # B1 reads the verifier alone
+    assert main(["levels", "--json"]) == 0
+    same = {row["key"]: row["params"] for row in json.loads(capsys.readouterr().out)}
+    assert same["L1"] == 2_113_537 and same["L5F"] == 169_936_897
+    assert main(["levels", "--drafter_dim", "0"]) == 2
+    assert "--drafter_dim must be between 1" in capsys.readouterr().err
+
+
+# -- two real models of different widths and tokenizers ----------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    pytest.importorskip("transformers", reason="pip install -e '.[extract]'")
+    from hf_models import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def _prompts(path, count=40):
+    import json
+
+    from hf_models import CORPUS
+
+    path.write_text("\n".join(json.dumps({"text": f"{t} {i}"}) for i, t in enumerate(CORPUS[:count])) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_llama_32_to_gpt2_48_extract_train_every_level_and_evaluate_with_the_verifiers_head(tiny_models, tmp_path,
+                                                                                          capsys):
+    import json
+
+    from engine.cli import main
+    from engine.data.dataset import open_dataset
+
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    assert main(["extract", "--drafter", str(tiny_models["llama"]), "--verifier", str(tiny_models["wide"]),
+                 "--prompts", str(_prompts(tmp_path / "p.jsonl")), "--device", "cpu", str(data)]) == 0
+    assert open_dataset(data / "train").widths == (32, 48) and open_dataset(data / "val").widths == (32, 48)
+    for key in LEVELS:
+        assert main(["train", "--level", key, "--train_data", str(data / "train"), "--val_data", str(data / "val"),
+                     "--num_epochs", "1", "--batch_size", "8", "--num_heads", "4", "--ffn_dim", "32",
+                     "--lm_head", str(data / "lm_head.pt"), "--output_dir", str(runs), "--device", "cpu"]) == 0, key
+        (run,) = runs.glob(f"{key}/*")
+        assert widths(load_adapter(run / "best_model.pt")[1]) == (32, 48)
+        capsys.readouterr()
+        assert main(["eval", str(run), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert 0.0 <= result["token_top1_match"] <= 1.0 and result["tokens"] > 0
+
+
+@pytest.mark.slow
+def test_a_narrow_drafter_speculates_for_a_wide_verifier_losslessly(tiny_models, tmp_path):
+    import json
+
+    from engine.cli import main
+
+    drafter, verifier = str(tiny_models["llama"]), str(tiny_models["llama_wide"])
+    prompts, data, runs = _prompts(tmp_path / "p.jsonl"), tmp_path / "data", tmp_path / "runs"
+    assert main(["extract", "--drafter", drafter, "--verifier", verifier, "--prompts", str(prompts),
+                 "--device", "cpu", str(data)]) == 0
+    assert main(["train", "--level", "L1", "--train_data", str(data / "train"), "--val_data", str(data / "val"),
+                 "--num_epochs", "2", "--batch_size", "8", "--bottleneck_dim", "16", "--output_dir", str(runs),
+                 "--device", "cpu"]) == 0
+    (run,) = runs.glob("L1/*")
+    assert main(["speculate", str(run), "--samples", "3", "--max_new_tokens", "8", "--gamma", "2",
+                 "--warmup", "0", "--device", "cpu"]) == 0  # the models and prompts extract recorded
+    result = json.loads((run / "speculate.json").read_text())
+    row = result["per_gamma"]["2"]
+    assert row["greedy_parity"] is True and 1 <= row["tau"] <= 3 and row["tokens_generated"] == 3 * 8
+    assert main(["speculate", str(run), "--drafter", verifier, "--verifier", verifier, "--samples", "1",
+                 "--device", "cpu"]) == 2  # a 48-wide drafter for an adapter that reads 32

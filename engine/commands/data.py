@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from common.text import plural
+from common.text import plural, widths_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         return 0
     lens = info["seq_len"]
     print(f"{info['path']}: {info['format']}, {plural(info['samples'], 'sample')} in {plural(info['chunks'], 'chunk')}, "
-          f"hidden {info['hidden_dim']}, padded to {info['padded_len']}, {info['dtype']}, "
+          f"hidden {widths_text(info['drafter_dim'], info['hidden_dim'])}, padded to {info['padded_len']}, {info['dtype']}, "
           f"{info['bytes_on_disk'] / 1e6:.1f} MB on disk")
     print(f"sequence length: min {lens['min']}, median {lens['median']:g}, mean {lens['mean']:g}, max {lens['max']}; "
           f"{info['tokens']} tokens; checks: {info['checked']} ok")

@@ -29,9 +29,9 @@ def open_dataset(path: str | Path) -> Dataset:
     return dataset
 
 
-def load_chunk(ref: ChunkRef, expect_hidden: int | None = None, *, mmap: bool = False) -> Chunk:
+def load_chunk(ref: ChunkRef, expect_widths: tuple[int, int] | None = None, *, mmap: bool = False) -> Chunk:
     """Load and validate one chunk of any format; a split's subset is a view of its samples."""
-    chunk = packed.load_packed_chunk(ref) if ref.kind == "packed" else load_pt_chunk(ref, expect_hidden, mmap=mmap)
+    chunk = packed.load_packed_chunk(ref) if ref.kind == "packed" else load_pt_chunk(ref, expect_widths, mmap=mmap)
     return chunk if ref.subset is None else samples_of(chunk, ref.subset)
 
 

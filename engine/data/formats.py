@@ -13,6 +13,7 @@ import torch
 from adapters.checkpoint import safe_load
 from common.errors import CheckpointError, DataError
 from common.fileio import ReadError, read_json
+from common.text import widths_text
 
 TENSOR_KEYS = ("egpt_hidden", "vl_hidden", "seq_lens")
 PACKED_SUFFIXES = (".egpt.bin", ".vl.bin", ".lens.bin")  # a packed chunk's three files (engine.data.packed)
@@ -22,8 +23,8 @@ PACKED_SUFFIXES = (".egpt.bin", ".vl.bin", ".lens.bin")  # a packed chunk's thre
 class Chunk:
     """Tensors of one chunk (or of a subset of it)."""
 
-    egpt: torch.Tensor      # [N, S, H] float
-    vl: torch.Tensor        # [N, S, H] float
+    egpt: torch.Tensor      # [N, S, Hd] float (drafter states)
+    vl: torch.Tensor        # [N, S, Hv] float (verifier states)
     seq_lens: torch.Tensor  # [N] int64
     ids: torch.Tensor | None = None  # [N] position of each sample in the whole dataset
     offsets: torch.Tensor | None = None  # token layout (packed, or a subset): egpt/vl are [T, H], sample i at offsets[i]
@@ -43,7 +44,8 @@ class ChunkRef:
     kind: str = "pt"          # "pt": a torch-saved chunk; "packed": raw arrays (engine.data.packed)
     n_tokens: int = 0
     dtype: str = ""
-    hidden_dim: int = 0
+    hidden_dim: int = 0   # packed chunks: the verifier's width Hv ...
+    drafter_dim: int = 0  # ... and the drafter's Hd
 
     @property
     def files(self) -> list[Path]:
@@ -60,18 +62,28 @@ class Dataset:
     path: Path
     format: str                 # "chunked" | "single"
     chunks: list[ChunkRef]
-    hidden_dim: int
+    hidden_dim: int             # the verifier's width Hv (vl_hidden), which adapters map to
     padded_len: int
     dtype: str
     index: dict = field(default_factory=dict)
+    drafter_dim: int = 0        # the drafter's width Hd (egpt_hidden); 0 = hidden_dim
+
+    def __post_init__(self) -> None:
+        self.drafter_dim = self.drafter_dim or self.hidden_dim
+
+    @property
+    def widths(self) -> tuple[int, int]:
+        """(Hd, Hv): the drafter's and the verifier's hidden sizes."""
+        return self.drafter_dim, self.hidden_dim
 
     @property
     def num_samples(self) -> int:
         return sum(len(c) for c in self.chunks)
 
 
-def validate_chunk(obj: object, where: str, expect_hidden: int | None = None) -> Chunk:
-    """Check a loaded chunk dict: the three tensors, agreeing shapes, lengths within bounds."""
+def validate_chunk(obj: object, where: str, expect_widths: tuple[int, int] | None = None) -> Chunk:
+    """Check a loaded chunk dict: the three tensors, agreeing shapes (the two hidden sizes may
+    differ: drafter Hd, verifier Hv), lengths within bounds."""
     if not isinstance(obj, dict) or not all(k in obj for k in TENSOR_KEYS):
         raise DataError(f"{where} is not a dict with {', '.join(TENSOR_KEYS)}; re-export it in the format of docs/CONTRACT.md (Data)")
     egpt, vl, lens = (obj[k] for k in TENSOR_KEYS)
@@ -79,29 +91,36 @@ def validate_chunk(obj: object, where: str, expect_hidden: int | None = None) ->
         raise DataError(f"{where}: {', '.join(TENSOR_KEYS)} must all be tensors")
     if egpt.dim() != 3 or not egpt.is_floating_point() or not vl.is_floating_point():
         raise DataError(f"{where}: egpt_hidden must be a float tensor [N, S, H], got {egpt.dtype} {tuple(egpt.shape)}")
-    if egpt.shape != vl.shape:
-        raise DataError(f"{where}: egpt_hidden {tuple(egpt.shape)} and vl_hidden {tuple(vl.shape)} shapes differ")
+    if vl.dim() != 3 or egpt.shape[:2] != vl.shape[:2]:
+        raise DataError(f"{where}: egpt_hidden {tuple(egpt.shape)} and vl_hidden {tuple(vl.shape)} must agree in "
+                        "samples and padded length")
     if lens.dim() != 1 or lens.shape[0] != egpt.shape[0] or lens.is_floating_point():
         raise DataError(f"{where}: seq_lens must be an integer tensor [N] with N={egpt.shape[0]}, got {lens.dtype} {tuple(lens.shape)}")
     if lens.numel() and (int(lens.min()) < 1 or int(lens.max()) > egpt.shape[1]):
         raise DataError(f"{where}: seq_lens must lie in [1, {egpt.shape[1]}] (the padded length), "
                         f"found {int(lens.min())}..{int(lens.max())}")
-    if expect_hidden is not None and egpt.shape[2] != expect_hidden:
-        raise DataError(f"{where}: hidden size {egpt.shape[2]} differs from the dataset's {expect_hidden}")
+    if expect_widths is not None and (egpt.shape[2], vl.shape[2]) != tuple(expect_widths):
+        raise DataError(f"{where}: hidden size {widths_text(egpt.shape[2], vl.shape[2])} differs from the dataset's "
+                        f"{widths_text(*expect_widths)}; re-export this chunk")
     return Chunk(egpt, vl, lens.long())
 
 
-def load_pt_chunk(ref: ChunkRef, expect_hidden: int | None = None, *, mmap: bool = False) -> Chunk:
+def load_pt_chunk(ref: ChunkRef, expect_widths: tuple[int, int] | None = None, *, mmap: bool = False) -> Chunk:
     """Load and validate one torch-saved chunk (weights_only; memory-mapped when asked)."""
     try:
         obj = safe_load(ref.path, mmap=mmap)
     except CheckpointError as exc:
         raise DataError(str(exc)) from None
-    chunk = validate_chunk(obj, str(ref.path), expect_hidden)
+    chunk = validate_chunk(obj, str(ref.path), expect_widths)
     if len(chunk) != ref.n_samples:
         raise DataError(f"{ref.path} holds {len(chunk)} samples but index.json says {ref.n_samples}")
     chunk.ids = torch.arange(len(chunk)) + ref.first_index
     return chunk
+
+
+def chunk_widths(chunk: Chunk) -> tuple[int, int]:
+    """(Hd, Hv) of a chunk in either layout."""
+    return int(chunk.egpt.shape[-1]), int(chunk.vl.shape[-1])
 
 
 def samples_of(chunk: Chunk, subset: tuple[int, ...]) -> Chunk:
@@ -144,14 +163,19 @@ def open_chunked(path: Path) -> Dataset:
     # Every chunk's header now (memory-mapped: shapes, lengths, counts), so a bad chunk fails the
     # run before it starts, not hours in. Values (NaN/Inf) are `data inspect --deep`'s.
     first = load_pt_chunk(refs[0], mmap=True)
-    shape = first.egpt.shape[1:]
+    widths = chunk_widths(first)
+    recorded = (index.get("drafter_dim"), index.get("hidden_dim"))
+    if any(isinstance(w, int) for w in recorded) and recorded != widths:
+        raise DataError(f"{index_path} records hidden size {widths_text(*recorded)} but the chunks hold "
+                        f"{widths_text(*widths)}; regenerate the dataset's index")
     for ref in refs[1:]:
-        chunk = load_pt_chunk(ref, first.egpt.shape[2], mmap=True)
+        chunk = load_pt_chunk(ref, widths, mmap=True)
         if chunk.egpt.dtype != first.egpt.dtype:
             raise DataError(f"{ref.path}: {chunk.egpt.dtype} differs from the first chunk's {first.egpt.dtype}; "
                             "re-export it")
         del chunk
-    return Dataset(path, "chunked", refs, shape[1], shape[0], str(first.egpt.dtype).replace("torch.", ""), index)
+    return Dataset(path, "chunked", refs, widths[1], first.egpt.shape[1], str(first.egpt.dtype).replace("torch.", ""),
+                   index, drafter_dim=widths[0])
 
 
 def open_single(path: Path) -> Dataset:
@@ -161,4 +185,6 @@ def open_single(path: Path) -> Dataset:
         raise DataError(str(exc)) from None
     chunk = validate_chunk(obj, str(path))
     ref = ChunkRef(path, len(chunk), 0)
-    return Dataset(path, "single", [ref], chunk.egpt.shape[2], chunk.egpt.shape[1], str(chunk.egpt.dtype).replace("torch.", ""))
+    drafter, verifier = chunk_widths(chunk)
+    return Dataset(path, "single", [ref], verifier, chunk.egpt.shape[1], str(chunk.egpt.dtype).replace("torch.", ""),
+                   drafter_dim=drafter)

@@ -25,7 +25,7 @@ def inspect_dataset(path: str | Path, deep: bool = False) -> dict[str, Any]:
     dataset = open_dataset(path)
     lengths = []
     for ref in dataset.chunks:
-        chunk = load_chunk(ref, dataset.hidden_dim, mmap=not deep)
+        chunk = load_chunk(ref, dataset.widths, mmap=not deep)
         lengths.append(chunk.seq_lens)
         if deep:
             for name, tensor in (("egpt_hidden", chunk.egpt), ("vl_hidden", chunk.vl)):
@@ -40,6 +40,7 @@ def inspect_dataset(path: str | Path, deep: bool = False) -> dict[str, Any]:
         "samples": dataset.num_samples,
         "chunks": len(dataset.chunks),
         "hidden_dim": dataset.hidden_dim,
+        "drafter_dim": dataset.drafter_dim,
         "padded_len": dataset.padded_len,
         "dtype": dataset.dtype,
         "bytes_on_disk": _bytes_on_disk(dataset),

@@ -39,8 +39,8 @@ class Batch:
     that places them in the padded [B, L] layout (adapters.padding). Padding is never copied,
     from the chunk or to the GPU."""
 
-    egpt: torch.Tensor       # [T, H] drafter states of the valid tokens, in tensor[mask] order
-    vl: torch.Tensor         # [T, H] verifier states
+    egpt: torch.Tensor       # [T, Hd] drafter states of the valid tokens, in tensor[mask] order
+    vl: torch.Tensor         # [T, Hv] verifier states
     mask: torch.Tensor       # bool [B, L], L = longest sequence in the batch
     seq_lens: torch.Tensor   # [B]
     index: torch.Tensor      # [B] global sample ids (position in the dataset)
@@ -125,12 +125,13 @@ class BufferRing:
             return index
         return None
 
-    def buffers(self, index: int, tokens: int, hidden: int, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Slot `index` as two [tokens, H] float32 buffers; it grows to `capacity` rows when too small."""
+    def buffers(self, index: int, tokens: int, widths: tuple[int, int], capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot `index` as [tokens, Hd] and [tokens, Hv] float32 buffers; it grows to `capacity`
+        rows when too small."""
         slot = self.slots[index]
-        if slot is None or slot[0].shape[0] < tokens or slot[0].shape[1] != hidden:
-            make = lambda: torch.empty(max(tokens, capacity), hidden, pin_memory=self.pin)  # noqa: E731
-            slot = self.slots[index] = (make(), make())
+        if slot is None or slot[0].shape[0] < tokens or (slot[0].shape[1], slot[1].shape[1]) != widths:
+            make = lambda width: torch.empty(max(tokens, capacity), width, pin_memory=self.pin)  # noqa: E731
+            slot = self.slots[index] = (make(widths[0]), make(widths[1]))
         return slot[0][:tokens], slot[1][:tokens]
 
     def hold(self, index: int, fence: Any) -> None:
@@ -180,7 +181,7 @@ def chunk_batches(chunk: Chunk, row_batches: list[torch.Tensor], pin: bool = Fal
     flat = torch.repeat_interleave(starts - first_token, lens) + torch.arange(int(lens.sum()))
     ids = chunk.ids[rows] if chunk.ids is not None else rows
     steps = torch.arange(int(lens.max()))
-    hidden, capacity = egpt_source.shape[1], max(len(b) for b in row_batches) * steps.shape[0]
+    widths, capacity = (egpt_source.shape[1], vl_source.shape[1]), max(len(b) for b in row_batches) * steps.shape[0]
     lens_list, sample, token = lens.tolist(), 0, 0
     for size in (len(b) for b in row_batches):
         batch_lens = lens[sample:sample + size]
@@ -192,7 +193,7 @@ def chunk_batches(chunk: Chunk, row_batches: list[torch.Tensor], pin: bool = Fal
             slot = ring.acquire(stop)
             if slot is None:
                 return
-            out_egpt, out_vl = ring.buffers(slot, count, hidden, capacity)
+            out_egpt, out_vl = ring.buffers(slot, count, widths, capacity)
             hold = partial(ring.hold, slot)
         egpt, vl = _gather_tokens(egpt_source, index, out_egpt), _gather_tokens(vl_source, index, out_vl)
         if pin and ring is None:  # ring buffers are pinned already
@@ -357,7 +358,7 @@ class ChunkedLoader:
     def _load(self, ref: ChunkRef) -> Chunk:
         for path in ref.files:
             read_ahead(path)
-        chunk = load_chunk(ref, self.dataset.hidden_dim, mmap=True)
+        chunk = load_chunk(ref, self.dataset.widths, mmap=True)
         fault_in(chunk.egpt)
         fault_in(chunk.vl)
         return chunk

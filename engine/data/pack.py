@@ -48,7 +48,7 @@ def pack(src: Path, dst: Path, dtype: str = "bf16", force: bool = False,
         (staging / "chunks").mkdir()
         entries, total_tokens = [], 0
         for i, ref in enumerate(dataset.chunks):
-            chunk = load_chunk(ref, dataset.hidden_dim, mmap=True)
+            chunk = load_chunk(ref, dataset.widths, mmap=True)
             mask = torch.arange(chunk.egpt.shape[1])[None, :] < chunk.seq_lens[:, None]
             name = f"chunk_{i:06d}"
             entries.append(write_chunk(staging, name, chunk.egpt[mask].to(DTYPES[dtype]),
@@ -56,7 +56,7 @@ def pack(src: Path, dst: Path, dtype: str = "bf16", force: bool = False,
             total_tokens += entries[-1]["n_tokens"]
             progress(f"packed chunk {i + 1}/{len(dataset.chunks)}")
         write_json(staging / "index.json", {
-            **packed_index(DTYPES[dtype], dataset.hidden_dim, dataset.num_samples, total_tokens, entries),
+            **packed_index(DTYPES[dtype], dataset.widths, dataset.num_samples, total_tokens, entries),
             "source": str(src), "created": datetime.now().astimezone().isoformat(timespec="seconds")})
         if dst.exists():  # a dataset or an empty directory (checked): set it aside, then drop it
             old = dst.with_name(f".{dst.name}.replaced-{staging.name}")

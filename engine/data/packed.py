@@ -1,11 +1,12 @@
 """The compact dataset format (its reader and its chunk writer; `engine.data.pack` and
 `engine.extract` write it): no padding, tokens concatenated, memory-mappable raw arrays.
 
-    DST/index.json                {"format": "packed", "version": 1, "dtype": "bfloat16", "hidden_dim": H,
+    DST/index.json                {"format": "packed", "version": 1, "dtype": "bfloat16", "hidden_dim": Hv,
+                                   "drafter_dim": Hd (absent: Hd = Hv),
                                    "total_samples": N, "total_tokens": T, "source": ..., "chunks": [
                                    {"name": "chunk_000000", "n_samples": n, "n_tokens": t, "max_len": m}, ...]}
-    DST/chunks/<name>.egpt.bin    [t, H] raw little-endian values of `dtype` (drafter states, valid tokens only)
-    DST/chunks/<name>.vl.bin      [t, H] verifier states
+    DST/chunks/<name>.egpt.bin    [t, Hd] raw little-endian values of `dtype` (drafter states, valid tokens only)
+    DST/chunks/<name>.vl.bin      [t, Hv] verifier states
     DST/chunks/<name>.lens.bin    [n] int64 sequence lengths; sample i's tokens start at sum(lens[:i])
 
 Raw arrays mapped with torch.from_file need no pickle at all; chunks keep the source's
@@ -41,11 +42,11 @@ def write_chunk(directory: Path, name: str, egpt: torch.Tensor, vl: torch.Tensor
     return {"name": name, "n_samples": len(seq_lens), "n_tokens": int(seq_lens.sum()), "max_len": int(seq_lens.max())}
 
 
-def packed_index(dtype: torch.dtype, hidden_dim: int, total_samples: int, total_tokens: int,
+def packed_index(dtype: torch.dtype, widths: tuple[int, int], total_samples: int, total_tokens: int,
                  chunks: list[dict]) -> dict:
-    """index.json of a packed dataset (writers add their own keys: source, created, ...)."""
-    return {"format": "packed", "version": 1, "dtype": str(dtype).replace("torch.", ""), "hidden_dim": hidden_dim,
-            "total_samples": total_samples, "total_tokens": total_tokens, "chunks": chunks}
+    """index.json of a packed dataset at widths (Hd, Hv) (writers add their own keys: source, created, ...)."""
+    return {"format": "packed", "version": 1, "dtype": str(dtype).replace("torch.", ""), "hidden_dim": widths[1],
+            "drafter_dim": widths[0], "total_samples": total_samples, "total_tokens": total_tokens, "chunks": chunks}
 
 
 def is_packed(path: Path) -> bool:
@@ -66,6 +67,9 @@ def open_packed(path: Path) -> Dataset:
     index = read_json(path / "index.json")
     try:
         hidden, dtype = int(index["hidden_dim"]), index["dtype"]
+        drafter = int(index.get("drafter_dim", hidden))
+        if min(hidden, drafter) < 1:
+            raise ValueError("hidden sizes must be >= 1")
         entries = index["chunks"]
         _dtype(dtype)
         refs, start = [], 0
@@ -74,7 +78,7 @@ def open_packed(path: Path) -> Dataset:
             if "/" in name or name.startswith("."):
                 raise DataError(f"{path}/index.json: chunk name {name!r} is not a plain file name")
             refs.append(ChunkRef(path / "chunks" / name, int(entry["n_samples"]), start, kind="packed",
-                                 n_tokens=int(entry["n_tokens"]), dtype=dtype, hidden_dim=hidden))
+                                 n_tokens=int(entry["n_tokens"]), dtype=dtype, hidden_dim=hidden, drafter_dim=drafter))
             start += int(entry["n_samples"])
         padded = max((int(entry["max_len"]) for entry in entries), default=0)
     except (KeyError, TypeError, ValueError) as exc:
@@ -84,7 +88,7 @@ def open_packed(path: Path) -> Dataset:
             if not ref.path.with_name(ref.path.name + suffix).is_file():
                 raise DataError(f"{path}: {ref.path.name}{suffix} listed in index.json is missing")
         load_packed_chunk(ref)
-    return Dataset(path, "packed", refs, hidden, padded, dtype, index)
+    return Dataset(path, "packed", refs, hidden, padded, dtype, index, drafter_dim=drafter)
 
 
 def _map(path: Path, count: int, dtype: torch.dtype) -> torch.Tensor:
@@ -97,13 +101,13 @@ def _map(path: Path, count: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 def load_packed_chunk(ref: ChunkRef) -> Chunk:
-    """Map one packed chunk; the token tensors stay [T, H] with per-sample offsets."""
-    dtype, hidden = _dtype(ref.dtype), ref.hidden_dim
+    """Map one packed chunk; the token tensors stay [T, Hd] and [T, Hv] with per-sample offsets."""
+    dtype, hidden, drafter = _dtype(ref.dtype), ref.hidden_dim, ref.drafter_dim or ref.hidden_dim
     base = ref.path
     lens = _map(base.with_name(base.name + ".lens.bin"), ref.n_samples, torch.int64)
     if lens.numel() and (int(lens.min()) < 1 or int(lens.sum()) != ref.n_tokens):
         raise DataError(f"{base}: sequence lengths do not add up to the {ref.n_tokens} tokens in index.json")
-    egpt = _map(base.with_name(base.name + ".egpt.bin"), ref.n_tokens * hidden, dtype).view(ref.n_tokens, hidden)
+    egpt = _map(base.with_name(base.name + ".egpt.bin"), ref.n_tokens * drafter, dtype).view(ref.n_tokens, drafter)
     vl = _map(base.with_name(base.name + ".vl.bin"), ref.n_tokens * hidden, dtype).view(ref.n_tokens, hidden)
     offsets = torch.cumsum(lens, 0) - lens
     return Chunk(egpt, vl, lens, torch.arange(ref.n_samples) + ref.first_index, offsets=offsets)

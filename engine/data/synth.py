@@ -5,6 +5,8 @@ Generative process (all per-dimension unit variance, so LayerNorm'd predictions 
   z_i      = E[t_i]                                   shared token content; tokens come in families of
                                                       `family` near-synonyms: E[t] = √(1−s²)·F[t // family] + s·N(0, 1)
   drafter  e_i = z_i + σ_d · ε                        what the event-camera model sees (noisy)
+                                                      (at another width Hd: (z_i + σ_d · ε) · P, P a fixed
+                                                      random [H, Hd] map, so the drafter is a different model)
   verifier v_i = a · z_i                              the part a copy of e_i already explains
                + b · φ(z_i)                           per-token nonlinear map, φ(z) = norm(tanh(z W1) W2)
                + c · ctx_i                            depends on earlier tokens: ctx_i = norm(mean_{j<i} z_j · C)
@@ -41,6 +43,7 @@ class SynthConfig:
     samples: int = 2048
     val_samples: int = 512
     hidden_dim: int = 256
+    drafter_dim: int = 0  # 0: the drafter as wide as the verifier
     max_seq: int = 32
     min_seq: int = 4
     chunk_size: int = 512
@@ -69,6 +72,9 @@ class Generator:
         self.w1 = torch.randn(h, h, generator=g) / math.sqrt(h)
         self.w2 = torch.randn(h, h, generator=g) / math.sqrt(h)
         self.ctx = torch.randn(h, h, generator=g) / math.sqrt(h)
+        # drawn last and only when the widths differ, so equal-width sets stay what they were
+        hd = cfg.drafter_dim or h
+        self.drafter_map = torch.randn(h, hd, generator=g) / math.sqrt(h) if hd != h else None
 
     @staticmethod
     def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -87,6 +93,8 @@ class Generator:
         context[:, 0] = 0.0
         egpt = z + cfg.drafter_noise * torch.randn(z.shape, generator=g)
         vl = cfg.a * z + cfg.b * nonlinear + cfg.c * context + cfg.verifier_noise * torch.randn(z.shape, generator=g)
+        if self.drafter_map is not None:
+            egpt = egpt @ self.drafter_map
         zero = torch.zeros(())
         return {
             "egpt_hidden": torch.where(mask, egpt, zero).contiguous(),
@@ -114,6 +122,7 @@ def _write_split(gen: Generator, out: Path, n: int, seed: int, progress: Callabl
         progress(f"{out.name}: chunk {chunk_id + 1}/{-(-n // cfg.chunk_size)} ({start + size}/{n} samples)")
     write_json(out / "index.json", {
         "total_samples": n, "chunk_size": cfg.chunk_size, "chunks": chunks,
+        "drafter_dim": cfg.drafter_dim or cfg.hidden_dim, "hidden_dim": cfg.hidden_dim,
         "config": {"generator": "adapter-engine synth", **asdict(cfg)},
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
     })
@@ -124,14 +133,15 @@ def synthesize(out: Path, cfg: SynthConfig, *, lm_head: bool = False, force: boo
     """Write OUT/train and OUT/val (and OUT/lm_head.pt). Built in a temp directory beside OUT
     and moved into place, so an interrupted run leaves nothing half-written."""
     for name, value, low in (("samples", cfg.samples, 1), ("val_samples", cfg.val_samples, 1),
-                             ("hidden_dim", cfg.hidden_dim, 2), ("max_seq", cfg.max_seq, 1),
+                             ("hidden_dim", cfg.hidden_dim, 2), ("drafter_dim", cfg.drafter_dim or 2, 2),
+                             ("max_seq", cfg.max_seq, 1),
                              ("chunk_size", cfg.chunk_size, 1)):
         if value < low:
             raise UserInputError(f"--{name} must be >= {low}, got {value}")
     # the generator's own matrices are [H, H] and a chunk [chunk, S, H], twice: refuse what cannot fit
     need = 4 * (4 * cfg.hidden_dim ** 2 + 2 * min(cfg.chunk_size, max(cfg.samples, cfg.val_samples)) * cfg.max_seq * cfg.hidden_dim)
     have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
-    if cfg.hidden_dim > MAX_HIDDEN_DIM or (have and need > have):
+    if max(cfg.hidden_dim, cfg.drafter_dim) > MAX_HIDDEN_DIM or (have and need > have):
         raise UserInputError(f"a synthetic set at hidden size {cfg.hidden_dim} with chunks of {cfg.chunk_size} x "
                              f"{cfg.max_seq} needs ~{need / 2**30:,.1f} GiB of memory; use smaller sizes")
     if cfg.min_seq > cfg.max_seq:

@@ -33,7 +33,7 @@ class SplitWriter:
         (directory / "chunks").mkdir(parents=True, exist_ok=True)
 
     def add(self, drafter: torch.Tensor, verifier: torch.Tensor, index: int, aligned: int, text_tokens: int) -> None:
-        """One sample ([L, H] each) from prompt `index`; a chunk is written once `chunk_size` wait."""
+        """One sample ([L, Hd] and [L, Hv]) from prompt `index`; a chunk is written once `chunk_size` wait."""
         self.buffer.append((drafter.to(self.dtype), verifier.to(self.dtype), index, aligned, text_tokens))
         if len(self.buffer) >= self.chunk_size:
             self.flush()
@@ -43,11 +43,11 @@ class SplitWriter:
             return
         chunk_id = len(self.state["chunks"])
         lens = torch.tensor([d.shape[0] for d, *_ in self.buffer], dtype=torch.long)
-        hidden = self.buffer[0][0].shape[1]
+        drafter, hidden = self.buffer[0][0].shape[1], self.buffer[0][1].shape[1]
         if self.fmt == "chunked":
             longest = int(lens.max())
-            egpt = torch.zeros(len(self.buffer), longest, hidden, dtype=self.dtype)
-            vl = torch.zeros_like(egpt)
+            egpt = torch.zeros(len(self.buffer), longest, drafter, dtype=self.dtype)
+            vl = torch.zeros(len(self.buffer), longest, hidden, dtype=self.dtype)
             for row, (d, v, *_rest) in enumerate(self.buffer):
                 egpt[row, : d.shape[0]] = d
                 vl[row, : v.shape[0]] = v
@@ -64,17 +64,19 @@ class SplitWriter:
         self.state["aligned"] += sum(a for *_, a, _t in self.buffer)
         self.state["text_tokens"] += sum(t for *_, t in self.buffer)
         self.state["next"] = self.buffer[-1][2] + 1
-        self.state["hidden_dim"] = hidden
+        self.state["hidden_dim"], self.state["drafter_dim"] = hidden, drafter
         self.buffer.clear()
 
     def finish(self, extraction: dict[str, Any]) -> None:
         """The last chunk, then index.json: the split is a dataset from here on."""
         self.flush()
+        drafter, hidden = self.state.get("drafter_dim", self.state["hidden_dim"]), self.state["hidden_dim"]
         created = datetime.now().astimezone().isoformat(timespec="seconds")
         if self.fmt == "chunked":
             index = {"total_samples": self.state["samples"], "chunk_size": self.chunk_size,
+                     "drafter_dim": drafter, "hidden_dim": hidden,
                      "chunks": self.state["chunks"], "config": {"generator": "adapter-engine extract"}}
         else:
-            index = packed_index(self.dtype, self.state["hidden_dim"], self.state["samples"], self.state["tokens"],
+            index = packed_index(self.dtype, (drafter, hidden), self.state["samples"], self.state["tokens"],
                                  self.state["chunks"])
         write_json(self.dir / "index.json", {**index, "extraction": extraction, "created": created})

@@ -80,10 +80,6 @@ def check(options: ExtractOptions) -> Plan:
     state, resumed = _resume_state(out, what)
     configs = [models.describe(models.load_config(name, flag, options.trust_remote_code))
                for name, flag in ((options.drafter, "--drafter"), (options.verifier, "--verifier"))]
-    if configs[0]["hidden_size"] != configs[1]["hidden_size"]:
-        raise UserInputError(f"the drafter's hidden size {configs[0]['hidden_size']} and the verifier's "
-                             f"{configs[1]['hidden_size']} differ: the adapters map H to H (as EventGPT and "
-                             "Video-LLaVA, both 4096); pick two models of the same hidden size")
     if options.drafter_layers is not None:
         if configs[0]["layers"] is not None and options.drafter_layers > configs[0]["layers"]:
             raise UserInputError(f"--drafter_layers {options.drafter_layers}: the drafter has {configs[0]['layers']} "

@@ -30,6 +30,8 @@ class RunSummary:
     path: str
     level: str
     params: int | None = None
+    hidden_dim: int | None = None   # the verifier's width Hv (config.json's adapter section)
+    drafter_dim: int | None = None  # the drafter's width Hd (= hidden_dim unless recorded otherwise)
     state: str = "unknown"
     epochs_done: int = 0
     num_epochs: int | None = None
@@ -66,6 +68,10 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def _at(history: dict, key: str, index: int | None) -> float | None:
     values = history.get(key)
     if index is None or not isinstance(values, list) or index >= len(values):
@@ -100,6 +106,8 @@ def summarize(run_dir: Path | str) -> RunSummary:
         adapter = config.get("adapter") if isinstance(config.get("adapter"), dict) else {}
         params = adapter.get("params")
         row.params = params if isinstance(params, int) and not isinstance(params, bool) else None
+        row.hidden_dim = _int(adapter.get("hidden_dim"))
+        row.drafter_dim = _int(adapter.get("drafter_dim")) or row.hidden_dim
         training = config.get("training") if isinstance(config.get("training"), dict) else {}
         row.num_epochs = training.get("epochs") if isinstance(training.get("epochs"), int) else None
         row.started = config.get("timestamp") if isinstance(config.get("timestamp"), str) else None

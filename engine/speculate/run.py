@@ -14,9 +14,10 @@ from typing import Any, Callable
 
 import torch
 
-from adapters.checkpoint import load_adapter
+from adapters.checkpoint import load_adapter, widths
 from common.errors import UserInputError
 from common.fileio import unwritable_dir
+from common.text import widths_text
 from engine.device import pick_device
 from engine.extract import models
 from engine.extract.prompts import read_prompts
@@ -53,13 +54,6 @@ class Plan:
     drafter_config: dict[str, Any]
     verifier_config: dict[str, Any]
     self_speculation: bool
-
-
-def _adapter_widths(adapter: torch.nn.Module) -> tuple[int, int]:
-    """(drafter width, verifier width) the adapter maps between."""
-    kwargs = getattr(adapter, "init_kwargs", {})
-    hidden = kwargs.get("hidden_dim", getattr(adapter, "hidden_dim", None))
-    return kwargs.get("drafter_dim") or hidden, hidden
 
 
 def _same_vocabulary(a: Any, b: Any) -> bool:
@@ -106,11 +100,11 @@ def check(options: SpeculateOptions) -> Plan:
     if layers is not None and not -(layers + 1) <= options.layer <= layers:
         raise UserInputError(f"--layer {options.layer}: the drafter has {layers + 1} hidden states (0 = embeddings, "
                              f"{layers} = the last; negative counts from the end)")
-    d_width, v_width = _adapter_widths(adapter)
+    d_width, v_width = widths(payload)
     for config, width, who in ((drafter_config, d_width, "drafter"), (verifier_config, v_width, "verifier")):
         if config["hidden_size"] is not None and config["hidden_size"] != width:
             raise UserInputError(f"the {who}'s hidden size is {config['hidden_size']} but {checkpoint.name} of "
-                                 f"{level} maps {d_width} -> {v_width}; give the models its data was extracted from")
+                                 f"{level} maps {widths_text(d_width, v_width)}; give the models its data was extracted from")
     tokenizers = [models.load_tokenizer(name, flag, options.trust_remote_code)
                   for name, flag in ((options.drafter, "--drafter"), (options.verifier, "--verifier"))]
     if not _same_vocabulary(*tokenizers):
