@@ -109,9 +109,10 @@ class Backend:
         except (json.JSONDecodeError, LookupError, TypeError, ValueError):
             return "queue add --speculate printed something that is not its job", None
 
-    def levels(self, hidden_dim: int) -> list[dict[str, Any]]:
-        """Levels with parameter counts at `hidden_dim` (`adapter-engine levels --json`)."""
-        argv = ["levels", "--hidden_dim", str(hidden_dim), "--json"]
+    def levels(self, widths: tuple[int, int]) -> list[dict[str, Any]]:
+        """Levels with parameter counts at `widths` (drafter Hd, verifier Hv) (`adapter-engine levels --json`)."""
+        drafter, hidden = widths
+        argv = ["levels", "--hidden_dim", str(hidden), "--drafter_dim", str(drafter), "--json"]
         if self.config:
             argv += ["--config", str(self.config)]
         try:

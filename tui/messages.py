@@ -56,7 +56,7 @@ class DatasetInspected(Message):
 
 @dataclass
 class LevelsCounted(Message):
-    hidden_dim: int
+    widths: tuple[int, int]  # (drafter Hd, verifier Hv)
     rows: list[dict]
 
 

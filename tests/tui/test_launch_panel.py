@@ -46,7 +46,7 @@ async def test_validation_and_dataset_inspection(runs, app_factory, backend):
         assert await wait_for(pilot, lambda: "not a dataset" in screen_text(app))
         launch.query_one("#data-path", Input).value = "/some/good/data"
         assert await wait_for(pilot, lambda: "100 samples" in screen_text(app))
-        assert await wait_for(pilot, lambda: launch.form.hidden_dim == 64 and launch.form.params)
+        assert await wait_for(pilot, lambda: launch.form.widths == (64, 64) and launch.form.params)
         assert "params at H=64" in screen_text(app)
         field(app, "num_epochs").value = "2"
         field(app, "learning_rate").value = "0.01"

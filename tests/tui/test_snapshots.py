@@ -85,7 +85,7 @@ def test_launch(snap_compare, world, size):
         await _runs_ready(pilot)
         await pilot.press("2")
         form = lambda: pilot.app.main.launch.form  # noqa: E731
-        assert await wait_for(pilot, lambda: form().dataset_ok and form().hidden_dim == 64 and form().params)
+        assert await wait_for(pilot, lambda: form().dataset_ok and form().widths == (64, 64) and form().params)
         await pilot.wait_for_scheduled_animations()
     assert snap_compare(app_of(world), terminal_size=size, run_before=run_before)
 

@@ -257,11 +257,14 @@ class FakeBackend:
     def job_for_run(self, run_dir):
         return next((j for j in self.queue.job_list if j.run_dir == run_dir), None)
 
-    def levels(self, hidden_dim):
+    def levels(self, widths):
         from adapters.registry import load_registry
 
+        drafter, hidden = widths
+        self.counted_at = getattr(self, "counted_at", []) + [widths]
         reg = load_registry(CONFIG)
-        return self.levels_rows or [{"key": k, "params": 1000 * hidden_dim + i, "name": s.name}
+        return self.levels_rows or [{"key": k, "params": 1000 * hidden + i + (drafter if drafter != hidden else 0),
+                                     "name": s.name}
                                     for i, (k, s) in enumerate(reg.levels.items())]
 
     def checkpoint(self, path):

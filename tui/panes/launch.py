@@ -64,7 +64,7 @@ class LaunchPane(Vertical):
         else:
             form.query_one(SelectionList).focus()
         if not form.params:
-            self.count_levels(form.hidden_dim)
+            self.count_levels(form.widths)
 
     # -- actions -----------------------------------------------------------------------------
     def action_submit(self, front: bool) -> None:
@@ -142,16 +142,16 @@ class LaunchPane(Vertical):
 
     @on(LaunchForm.ParamsWanted)
     def _params_wanted(self, message: LaunchForm.ParamsWanted) -> None:
-        self.count_levels(message.hidden_dim)
+        self.count_levels(message.widths)
 
     @work(thread=True, exclusive=True, group="levels", exit_on_error=False)
-    def count_levels(self, hidden_dim: int) -> None:
-        self.post_message(LevelsCounted(hidden_dim, self.backend.levels(hidden_dim)))
+    def count_levels(self, widths: tuple[int, int]) -> None:
+        self.post_message(LevelsCounted(widths, self.backend.levels(widths)))
 
     @on(LevelsCounted)
     @guarded("the parameter counts")
     def _levels_counted(self, message: LevelsCounted) -> None:
-        self.form.set_params(message.hidden_dim, message.rows)
+        self.form.set_params(message.widths, message.rows)
 
     @on(LaunchForm.DemoRequested)
     def _demo(self, message: LaunchForm.DemoRequested) -> None:

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from common.text import printable
+from common.text import printable, widths_text
 from engine.rundir.diff import config_diff, flatten
 
 
@@ -48,8 +48,10 @@ class RunDetails(VerticalScroll):
         table.add_column("key", style="bold", no_wrap=True)
         table.add_column("value")
         params = info.get("params")
+        drafter, hidden = info.get("drafter_dim"), info.get("hidden_dim")
         rows = {"level": f"{info.get('level')} ({info.get('class')})",
                 "parameters": f"{params:,}" if isinstance(params, int) else "—",
+                "widths (drafter→verifier)": widths_text(drafter, hidden) if drafter != hidden else None,
                 "epoch": info.get("epoch"), **{f"arguments.{k}": v for k, v in (info.get("init_kwargs") or {}).items()},
                 **{f"saved metrics.{k}": v for k, v in (info.get("metrics") or {}).items()}}
         for key, value in rows.items():
@@ -67,6 +69,8 @@ class RunDetails(VerticalScroll):
             head.append(f"  · {printable(run.label)}", style="italic")
         if run.archived:
             head.append("  · archived", style="dim")
+        if run.drafter_dim != run.hidden_dim:
+            head.append(f"\nwidths: {widths_text(run.drafter_dim, run.hidden_dim)} (drafter→verifier)", style="magenta")
         if run.tags:
             head.append("\ntags: " + printable(" ".join(run.tags)), style="cyan")
         if run.note:

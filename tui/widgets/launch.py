@@ -25,7 +25,7 @@ from textual.widgets.selection_list import Selection
 from adapters import seed
 from adapters.registry import LevelSpec, Registry
 from common.errors import UserInputError
-from common.text import plural
+from common.text import plural, widths_text
 from engine.queue.sweep import parse_axis
 from engine.settings import ARCH_FIELDS, FIELD, TRAIN_FIELDS, Field
 from tui.data import fmt_int
@@ -123,7 +123,7 @@ class LaunchForm(VerticalScroll):
 
     @dataclass
     class ParamsWanted(Message):
-        hidden_dim: int
+        widths: tuple[int, int]  # (drafter Hd, verifier Hv)
 
     class DemoRequested(Message):
         """Create the demo dataset and train L1 on it."""
@@ -131,7 +131,7 @@ class LaunchForm(VerticalScroll):
     def __init__(self, registry: Registry | None, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.registry = registry
-        self.hidden_dim = DEFAULT_HIDDEN
+        self.widths = (DEFAULT_HIDDEN, DEFAULT_HIDDEN)  # (Hd, Hv) the counts are at: the dataset's, once inspected
         self.params: dict[str, int] = {}
         self._prefill: dict[str, str] = {}
         self._inspect_timer: Timer | None = None
@@ -221,9 +221,9 @@ class LaunchForm(VerticalScroll):
         return Text.assemble((f"{key:<5}", "bold"), f" {spec.name:<12} ", (f"{params:>7}", "cyan"),
                              (f"  {spec.description}", "dim"))
 
-    def set_params(self, hidden_dim: int, rows: list[dict]) -> None:
-        """Parameter counts from `adapter-engine levels --json` at `hidden_dim`."""
-        self.hidden_dim = hidden_dim
+    def set_params(self, widths: tuple[int, int], rows: list[dict]) -> None:
+        """Parameter counts from `adapter-engine levels --json` at `widths` (Hd, Hv)."""
+        self.widths = widths
         self.params = {r["key"]: r["params"] for r in rows if isinstance(r, dict) and "key" in r}
         levels = self.query_one("#levels", SelectionList)
         for key in self.registry.levels if self.registry else []:
@@ -242,7 +242,7 @@ class LaunchForm(VerticalScroll):
         count = self.params.get(key)
         t = spec.train
         self.query_one("#level-info", Static).update(
-            f"[b]{key}[/b] {spec.name} · {fmt_int(count) if count is not None else '…'} params at H={self.hidden_dim}"
+            f"[b]{key}[/b] {spec.name} · {fmt_int(count) if count is not None else '…'} params at H={widths_text(*self.widths)}"
             f" · reads {spec.consumes} · defaults: {plural(t['num_epochs'], 'epoch')}, batch {t['batch_size']}, "
             f"lr {t['learning_rate']:g}, early stop {t['early_stopping']}\n{spec.description}")
 
@@ -339,12 +339,15 @@ class LaunchForm(VerticalScroll):
             return
         self.dataset_ok = True
         hidden = info.get("hidden_dim")
+        drafter = info.get("drafter_dim", hidden)
         samples, chunks = info.get("samples"), info.get("chunks")
         box.update(Text(f"✓ {info.get('format', '?')} · {fmt_int(samples)} sample{'' if samples == 1 else 's'} · "
-                        f"{chunks if chunks is not None else '?'} chunk{'' if chunks == 1 else 's'} · hidden {hidden}",
+                        f"{chunks if chunks is not None else '?'} chunk{'' if chunks == 1 else 's'} · "
+                        f"hidden {widths_text(drafter, hidden)}",
                         style="green"))
-        if isinstance(hidden, int) and hidden > 0 and (hidden != self.hidden_dim or not self.params):
-            self.post_message(self.ParamsWanted(hidden))
+        widths = (drafter, hidden)
+        if all(isinstance(w, int) and w > 0 for w in widths) and (widths != self.widths or not self.params):
+            self.post_message(self.ParamsWanted(widths))
 
     def set_first_run(self, first_run: bool) -> None:
         self.set_class(first_run, "-first-run")
@@ -478,7 +481,7 @@ class LaunchForm(VerticalScroll):
         for box in self.query(Input):
             if box.id in typed and box.id not in {f"f-{n}" for n in TRAIN_FIELDS}:
                 box.value = typed[box.id]
-        self.post_message(self.ParamsWanted(self.hidden_dim))
+        self.post_message(self.ParamsWanted(self.widths))
 
     @on(Button.Pressed, "#demo")
     def _demo(self, event: Button.Pressed) -> None:
