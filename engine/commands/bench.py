@@ -43,9 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     step.add_argument("--json", action="store_true")
     step.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     step.set_defaults(func=run_step)
-    tui = bench_sub.add_parser("tui", help="first paint, watch-to-plot latency, 1,000-run leaderboard load")
+    tui = bench_sub.add_parser("tui", help="first paint, watch-to-plot latency, leaderboard load of N runs")
+    tui.add_argument("--runs", type=int, default=1000, help="run directories to load (default 1000)")
     tui.add_argument("--json", action="store_true")
     tui.set_defaults(func=run_tui)
+    runs = bench_sub.add_parser("runs", help="`runs --json` over N runs: the run index (cold, warm) against "
+                                             "reading every file")
+    runs.add_argument("--runs", type=int, default=10_000, help="synthetic runs to list (default 10,000)")
+    runs.add_argument("--repeats", type=int, default=3, help="listings of each kind; medians are reported")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(func=run_runs)
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -108,12 +115,29 @@ def run_step(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_runs(args: argparse.Namespace) -> int:
+    from common.errors import UserInputError
+    from engine.bench.runs import bench_runs
+
+    if args.runs < 1 or args.repeats < 1:
+        raise UserInputError("--runs and --repeats must be >= 1")
+    result = bench_runs(args.runs, args.repeats)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"runs --json over {result['runs']:,} runs (median of {result['repeats']}): cold {result['cold_s']:.2f} s, "
+              f"warm {result['warm_s']:.2f} s, every file read (--rescan) {result['rescan_s']:.2f} s: "
+              f"{result['rescan_over_warm']:.2f}x; rows equal: {result['equal']}")
+    return 0
+
+
 def run_tui(args: argparse.Namespace) -> int:
     """The TUI measures itself in its own process (it must never share one with torch)."""
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "tui.bench", "--json"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-m", "tui.bench", "--json", "--runs", str(args.runs)], capture_output=True,
+                         text=True, timeout=1800)
     if out.returncode != 0:
         print(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "tui bench failed", file=sys.stderr)
         return 1

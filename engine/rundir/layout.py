@@ -36,6 +36,7 @@ EXTRACT_STATUS = "extract_status.json"
 # What else a runs directory holds.
 QUEUE_DB, WORKER_LOCK, WORKER_LOG, JOB_LOGS, DATASETS = "queue.db", "worker.lock", "worker.log", "logs", "datasets"
 SWEEPS = "sweeps"  # RUNS/sweeps/<id>/: a sweep's spec and, for an optimizing sweep, its Optuna study
+RUN_INDEX = ".index.db"  # the leaderboard rows of finished runs, cached (engine.rundir.index); hidden: never a run
 NOT_RUNS = (DATASETS, JOB_LOGS, SWEEPS)
 
 # The trainer writes its run directory's path into the file this names, as soon as it exists (the queue's worker reads it).
@@ -108,7 +109,7 @@ def is_evaluation_dir(path: str) -> bool:
 
 
 SEARCH_DEPTH = 6     # RUNS/a/b/c/<LEVEL>/<RUN>: the seed's repository root finds feasible/feature_alignment/tasks/L1/*
-SEARCH_LIMIT = 20_000  # directories looked at, at most: a home directory given by mistake ends, it does not hang
+SEARCH_LIMIT = 20_000  # entries looked at that are not runs, at most: a home directory given by mistake ends, it does not hang
 NOT_SEARCHED = {"__pycache__", "node_modules", "site-packages", "wandb"}
 NOT_DESCENDED = ("index.json", "pyvenv.cfg")  # a dataset split, a virtual environment
 
@@ -140,12 +141,13 @@ def iter_run_dirs(root: Path, depth: int = SEARCH_DEPTH) -> Iterator[str]:
         for entry in entries:
             if budget[0] <= 0:
                 return
-            budget[0] -= 1
             if _skipped(entry, level):
+                budget[0] -= 1
                 continue
             if is_run_dir(entry.path) or is_evaluation_dir(entry.path):
-                yield entry.path
+                yield entry.path  # runs cost no budget: a lab's 100,000 runs are all listed
                 continue
+            budget[0] -= 1
             descend = level + 1 < depth and not (entry.is_symlink() and level > 0)
             if descend and not any(os.path.exists(os.path.join(entry.path, name)) for name in NOT_DESCENDED):
                 yield from walk(entry.path, level + 1)

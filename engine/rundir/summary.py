@@ -10,7 +10,7 @@ marked as the reference's figures."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,9 @@ class RunSummary:
     hparams: dict[str, float] = field(default_factory=dict)  # its numeric settings, for sweeps
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The row as JSON-ready values, in field order (a shallow copy: the values are plain JSON
+        types; dataclasses.asdict's deep copy was most of what `runs --json` took at 10,000 runs)."""
+        return dict(self.__dict__)
 
 
 def _number(value: Any) -> float | None:

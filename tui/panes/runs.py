@@ -19,7 +19,8 @@ from engine.rundir.layout import LOG, STEPS, is_run_dir
 from engine.rundir.meta import tag_changes, update_meta
 from engine.rundir.run import RunData, read_run
 from engine.rundir.steps import read_steps
-from engine.rundir.summary import load_runs, summarize
+from engine.rundir.index import RunIndex, fingerprint, load_indexed
+from engine.rundir.summary import summarize
 from tui.backend import Backend
 from tui.messages import ForkRun, RunRead, RunsLoaded, RunsShown, StepsRead
 from tui.refresh import guarded
@@ -85,6 +86,7 @@ class RunsPane(Vertical):
         self.follow_new = False
         self.deleted: set[str] = set()  # deleted here: late file events and reads of them are ignored
         self.steps: dict[str, tuple[list[dict], int]] = {}  # steps.jsonl rows and read offset, by run
+        self.index: RunIndex | None = None  # opened by the first scan (no file work before the first frame)
 
     def compose(self) -> ComposeResult:
         yield Leaderboard(id="leaderboard")
@@ -111,19 +113,28 @@ class RunsPane(Vertical):
 
     # -- reading (thread workers) ------------------------------------------------------------
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
-    def scan(self, known: list[str] | None = None) -> None:
+    def scan(self, known: list[str] | None = None, rescan: bool = False) -> None:
+        """Every run, through the run index (RUNS/.index.db): only runs whose files changed are
+        read; `rescan` reads them all and rebuilds it."""
         known = known or []
-        runs = load_runs(self.runs_dir)
+        self.index = RunIndex.open(self.runs_dir, self._index_notice)
+        runs = load_indexed(self.runs_dir, rescan=rescan, index=self.index)
         found = {r.path for r in runs}
         runs += [summarize(Path(p)) for p in known if p not in found and Path(p).exists()]
         self.post_message(RunsLoaded(runs, first_run=not runs))
+
+    def _index_notice(self, line: str) -> None:
+        self.app.call_from_thread(self.app.notify, line, severity="warning", timeout=10)
 
     def read(self, path: str, full: bool) -> None:
         self.run_worker(lambda: self._read(path, full), thread=True, exclusive=True,
                         group=f"read:{path}", exit_on_error=False)
 
     def _read(self, path: str, full: bool) -> None:
+        before = fingerprint(path)  # taken first: a write during the read leaves the stored row stale, not wrong
         data = read_run(path, full=full)
+        if self.index is not None and Path(path).is_relative_to(self.runs_dir):
+            self.index.remember(path, before, data.summary)  # the next start finds this run current
         if not get_current_worker().is_cancelled:
             self.post_message(RunRead(data, full))
 
@@ -280,7 +291,7 @@ class RunsPane(Vertical):
         self.inspector.next_hparams_metric()
 
     def action_rescan(self) -> None:
-        self.scan(list(self.leaderboard.rows))
+        self.scan(list(self.leaderboard.rows), rescan=True)
 
     def action_columns(self) -> None:
         board = self.leaderboard
