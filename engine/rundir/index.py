@@ -168,11 +168,10 @@ class RunIndex:
         return result
 
     def remember(self, path: str, fp: str | None, row: RunSummary) -> None:
-        """Store one run's row, read after `fp` was taken (a watcher's re-read)."""
+        """Store one run's row, read after `fp` was taken (a watcher's re-read). A live row is not
+        stored, and needs no delete: its files differ from any stored row's."""
         if fp is not None and storable(row):
             self._write([(self._key(path), fp, _to_json(row))], [])
-        else:
-            self._write([], [(self._key(path),)])
 
     def _key(self, path: str) -> str:
         """Rows are keyed by the path below the root, so one index serves the root however it is named."""
