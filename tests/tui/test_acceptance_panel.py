@@ -115,8 +115,8 @@ async def test_selected_run_then_marked_runs_overlaid(runs, app_factory):
         assert await wait_for(pilot, lambda: set(panel(app).drawn) == {"L1_a", "L2_b"}
                               and panel(app).runs[0].name == "L3_c")
         assert await wait_for(pilot, lambda: "L3_c · no eval.json: the evaluation at the end failed" in screen_text(app))
-        text = screen_text(app)
-        assert "L1_a" in text and "L2_b" in text and "speedup 3.33x" in text
+        # the panel's data is set before its lines are drawn: wait for the screen, not a moment
+        assert await wait_for(pilot, lambda: all(s in screen_text(app) for s in ("L1_a", "L2_b", "speedup 3.33x")))
         assert "speedup" in app.main.leaderboard.available()  # the leaderboard's eval columns too
 
 
