@@ -15,11 +15,11 @@ from textual.containers import Vertical
 from textual.worker import get_current_worker
 
 from engine.rundir.delete import delete_run
+from engine.rundir.index import RunIndex, fingerprint, load_indexed
 from engine.rundir.layout import LOG, STEPS, is_run_dir
 from engine.rundir.meta import tag_changes, update_meta
 from engine.rundir.run import RunData, read_run
 from engine.rundir.steps import read_steps
-from engine.rundir.index import RunIndex, fingerprint, load_indexed
 from engine.rundir.summary import summarize
 from tui.backend import Backend
 from tui.messages import ForkRun, RunRead, RunsLoaded, RunsShown, StepsRead
