@@ -336,8 +336,6 @@ def test_an_unknown_partition_from_adapters_toml_is_refused(slurm, data, tmp_pat
 # -- several processes, several nodes --------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="under Slurm the second torchrun rank can hang on a futex after the run is done (seen on the "
-                         "loaded 2-core CI machine, 2026-12-05); a hang would stop CI, so this waits for the fix")
 def test_a_two_process_job_runs_under_torchrun_on_its_node(slurm, data, tmp_path):
     runs = tmp_path / "runs"
     [added] = add(runs, data, "--num_epochs", "1", "--nproc", "2")
